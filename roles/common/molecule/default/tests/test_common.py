@@ -1,0 +1,147 @@
+"""The common role on a converged host: packages, time sync, limits, floors, disk and log limits."""
+
+import re
+import time
+
+import pytest
+
+HOST = "common-test"
+
+
+@pytest.fixture(scope="module")
+def hvars(host):
+    return host.ansible("debug", "var=hostvars[inventory_hostname]")["hostvars[inventory_hostname]"]
+
+
+def sysctl(host, key):
+    return " ".join(host.file("/proc/sys/" + key.replace(".", "/")).content_string.split())
+
+
+@pytest.mark.parametrize("pkg", ["ca-certificates", "curl", "procps", "lsof", "logrotate", "systemd-timesyncd"])
+def test_base_packages(host, pkg):
+    assert host.package(pkg).is_installed
+
+
+def test_timesync_enabled_with_servers(host):
+    assert host.service("systemd-timesyncd").is_enabled
+    cfg = host.check_output("systemd-analyze cat-config systemd/timesyncd.conf")
+    assert "NTP=0.debian.pool.ntp.org 1.debian.pool.ntp.org" in cfg
+
+
+def test_services_start_with_the_open_file_limit(host, hvars):
+    # A fresh service started by systemd now gets the limit: prove it by starting one.
+    out = host.check_output("systemd-run --wait --pipe --quiet /bin/sh -c 'ulimit -n; ulimit -Hn'")
+    assert out.split() == [str(hvars["common_nofile_limit"])] * 2
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("net.ipv4.ip_local_port_range", "1024 65000"),
+        ("net.ipv4.tcp_tw_reuse", "1"),
+        ("net.ipv4.tcp_fin_timeout", "15"),
+        ("net.ipv4.tcp_slow_start_after_idle", "0"),
+    ],
+)
+def test_exact_settings(host, key, value):
+    assert sysctl(host, key) == value
+
+
+def test_floor_raises_a_value_below_it(host, hvars):
+    assert int(sysctl(host, "net.core.somaxconn")) >= hvars["common_sysctl_floors"]["net.core.somaxconn"]
+
+
+def test_floor_never_lowers_a_value_above_it(host, hvars):
+    preset = hvars["test_syn_backlog_preset"]
+    assert preset > hvars["common_sysctl_floors"]["net.ipv4.tcp_max_syn_backlog"]
+    assert int(sysctl(host, "net.ipv4.tcp_max_syn_backlog")) == preset
+
+
+def test_multi_field_floor_raises_exactly_the_fields_below_it(host, hvars):
+    before = [int(v) for v in host.file("/var/tmp/kernel.sem.before").content_string.split()]
+    floor = [int(v) for v in hvars["test_sem_floor"].split()]
+    expected = [max(b, f) for b, f in zip(before, floor)]
+    now = [int(v) for v in sysctl(host, "kernel.sem").split()]
+    assert now == expected
+    # Every field is at least the floor and none went down.
+    assert all(n >= f for n, f in zip(now, floor))
+    assert all(n >= b for n, b in zip(now, before))
+    if expected != before:
+        # Persisted, so a reboot keeps the raised value.
+        conf = host.file(hvars["common_sysctl_file"]).content_string
+        assert re.search(r"^kernel\.sem\s*=\s*" + r"\s+".join(map(str, expected)) + r"\s*$", conf, re.M)
+
+
+def test_container_leaves_host_wide_keys_alone(host, hvars):
+    assert hvars["common_sysctl_namespaced_only"] in (True, "True", "true")
+    conf = host.file(hvars["common_sysctl_file"]).content_string
+    assert "fs.file-max" not in conf
+    assert "net.core.netdev_max_backlog" not in conf
+
+
+@pytest.fixture
+def disk_threshold(host):
+    """Set the disk check's threshold for one test, then put the rendered settings back."""
+    cfg = "/etc/default/disk-space-check"
+    original = host.file(cfg).content_string
+
+    def set_threshold(value):
+        host.check_output(f"sed -i 's/^THRESHOLD=.*/THRESHOLD={value}/' {cfg}")
+
+    yield set_threshold
+    host.check_output(f"cat > {cfg} <<'EOF'\n{original}EOF")
+    host.run("systemctl reset-failed disk-space-check.service")
+
+
+def test_disk_check_timer_is_scheduled(host):
+    assert host.service("disk-space-check.timer").is_enabled
+    assert host.service("disk-space-check.timer").is_running
+
+
+def test_disk_check_fires_when_the_threshold_is_crossed(host, disk_threshold):
+    used = int(host.check_output("df --output=pcent / | tail -n 1").strip().rstrip("%"))
+    host.run("rm -f /run/disk-hook.log")
+    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
+    time.sleep(1)
+    disk_threshold(max(used, 1))
+    run = host.run("systemctl start disk-space-check.service")
+    assert run.rc != 0, "the unit must fail when a filesystem is over the threshold"
+    warnings = host.check_output(f"journalctl -u disk-space-check -p warning --since '{since}' -o cat")
+    assert re.search(r"/ \(.*\) is \d+% full in blocks, threshold \d+%", warnings)
+    hook = host.file("/run/disk-hook.log").content_string
+    assert re.search(r"^/ blocks \d+ \d+$", hook, re.M)
+
+
+def test_disk_check_quiet_below_the_threshold(host, disk_threshold):
+    host.run("rm -f /run/disk-hook.log")
+    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
+    time.sleep(1)
+    disk_threshold(100)
+    assert host.run("systemctl start disk-space-check.service").rc == 0
+    warnings = host.check_output(f"journalctl -u disk-space-check -p warning --since '{since}' -o cat")
+    assert warnings.strip() == ""
+    assert not host.file("/run/disk-hook.log").exists
+
+
+def test_journald_is_capped(host):
+    # journald reports its effective cap when it opens the system journal.
+    log = host.check_output("journalctl -b -u systemd-journald -o cat")
+    assert re.search(r"System Journal \(/var/log/journal/.*\) is .*, max 200\.0M", log)
+
+
+def test_logrotate_rotates_by_size_whatever_the_schedule(host):
+    host.check_output(
+        "mkdir -p /var/log/sizetest && head -c 2M /dev/zero > /var/log/sizetest/app.log && "
+        "printf '/var/log/sizetest/*.log {\\n  monthly\\n  rotate 2\\n  missingok\\n}\\n' "
+        "> /etc/logrotate.d/sizetest"
+    )
+    try:
+        host.check_output("logrotate /etc/logrotate.conf")
+        assert host.file("/var/log/sizetest/app.log.1").exists
+    finally:
+        host.run("rm -rf /var/log/sizetest /etc/logrotate.d/sizetest")
+
+
+def test_logrotate_runs_hourly(host):
+    out = host.check_output("systemctl show logrotate.timer -p TimersCalendar")
+    assert "*-*-* *:00:00" in out
