@@ -51,6 +51,21 @@ images: engine ## Build the lab base images (Debian 13 and 12) unless LAB_IMAGE 
 	  else docker image inspect "$$img" >/dev/null 2>&1 || docker pull "$$img"; fi; \
 	done
 
+# ---- the demo app's own tests, against a real MariaDB and memcached on this machine -------------
+APP_VENV := $(ROOT)/.cache/app-venv
+APP_TEST_ENV := SCOREBOARD_DB_HOST=127.0.0.1 SCOREBOARD_DB_PORT=3306 SCOREBOARD_DB_USER=scoreboard \
+	SCOREBOARD_DB_PASSWORD=scoreboard SCOREBOARD_CACHE_SERVERS=127.0.0.1:11211
+
+$(APP_VENV)/.installed: app/requirements.txt app/requirements-test.txt
+	$(PYTHON) -m venv $(APP_VENV)
+	$(APP_VENV)/bin/pip install --quiet --disable-pip-version-check -r app/requirements-test.txt
+	@touch $@
+
+.PHONY: app-test
+app-test: $(APP_VENV)/.installed ## The demo app's test suite (starts MariaDB and memcached here; root)
+	bash app/tests/services.sh
+	cd app && $(APP_TEST_ENV) $(APP_VENV)/bin/python -m pytest -q -p no:cacheprovider
+
 # ---- checks ----------------------------------------------------------------------------------
 .PHONY: lint
 lint: venv ## yamllint, ansible-lint (production profile), syntax check of every playbook
@@ -70,7 +85,7 @@ scenarios: ## List the scenarios `make test` runs
 	@printf '%s\n' $(ROLE_SCENARIOS) $(filter-out $(ROLE_SCENARIOS),$(MATRIX_SCENARIOS))
 
 .PHONY: test
-test: lint images ## The whole suite: lint, every scenario on Debian 13, the matrix scenarios on Debian 12 too
+test: lint app-test images ## The whole suite: lint, the app's tests, every scenario on Debian 13, the matrix scenarios on Debian 12 too
 	@for s in $(ROLE_SCENARIOS) $(filter-out $(ROLE_SCENARIOS),$(MATRIX_SCENARIOS)); do \
 	  scripts/run-scenario "$$s" "$(LAB_IMAGE)"; \
 	done

@@ -1,0 +1,1 @@
+"""Fantasy-sports scoreboard: a Django demo of performance lessons."""

@@ -1,0 +1,15 @@
+"""``python -m scoreboard`` / ``scoreboard-admin``: Django's manage.py."""
+
+import os
+import sys
+
+
+def main():
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scoreboard.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
+
+
+if __name__ == "__main__":
+    main()

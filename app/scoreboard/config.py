@@ -1,0 +1,105 @@
+"""Typed access to SCOREBOARD_* settings from the environment and an optional file.
+
+Values come from two places, the environment winning over the file:
+
+* the process environment;
+* the file named by ``SCOREBOARD_SETTINGS_FILE`` (optional): either a JSON
+  object (``*.json``) or ``KEY=VALUE`` lines in the format of a systemd
+  ``EnvironmentFile`` (anything else). Keys are the same ``SCOREBOARD_*`` names.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+PREFIX = "SCOREBOARD_"
+FILE_VARIABLE = PREFIX + "SETTINGS_FILE"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+
+
+def read_settings_file(path):
+    """Return the mapping stored in ``path`` (JSON object or KEY=VALUE lines)."""
+    text = Path(path).read_text(encoding="utf-8")
+    if str(path).endswith(".json"):
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ImproperlyConfigured(f"{path}: expected a JSON object")
+        return data
+    values = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ImproperlyConfigured(f"{path}:{number}: expected KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+class Config:
+    """Look up ``SCOREBOARD_<NAME>`` values with type conversion and defaults."""
+
+    def __init__(self, values):
+        self._values = values
+
+    @classmethod
+    def load(cls, environ=None):
+        environ = os.environ if environ is None else environ
+        path = environ.get(FILE_VARIABLE)
+        values = dict(read_settings_file(path)) if path else {}
+        values.update(environ)
+        return cls(values)
+
+    def _raw(self, name, default):
+        return self._values.get(PREFIX + name, default)
+
+    def str(self, name, default=None):
+        value = self._raw(name, default)
+        return value if value is None else str(value)
+
+    def required(self, name):
+        value = self.str(name)
+        if not value:
+            raise ImproperlyConfigured(f"{PREFIX}{name} must be set")
+        return value
+
+    def bool(self, name, default=False):
+        value = self._raw(name, default)
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise ImproperlyConfigured(f"{PREFIX}{name}: not a boolean: {value!r}")
+
+    def int(self, name, default):
+        return self._number(int, name, default)
+
+    def float(self, name, default):
+        return self._number(float, name, default)
+
+    def _number(self, kind, name, default):
+        value = self._raw(name, default)
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            raise ImproperlyConfigured(
+                f"{PREFIX}{name}: not a {kind.__name__}: {value!r}"
+            ) from None
+
+    def list(self, name, default=()):
+        """A list given as a JSON array or as a comma-separated string."""
+        value = self._raw(name, None)
+        if value is None:
+            return list(default)
+        items = value if isinstance(value, list) else str(value).split(",")
+        return [str(item).strip() for item in items if str(item).strip()]
