@@ -51,6 +51,17 @@ images: engine ## Build the lab base images (Debian 13 and 12) unless LAB_IMAGE 
 	  else docker image inspect "$$img" >/dev/null 2>&1 || docker pull "$$img"; fi; \
 	done
 
+# ---- the lab --------------------------------------------------------------------------------
+.PHONY: lab
+lab: venv images ## Build the lab (containers from inventories/lab), deploy site.yml on it, print where it answers
+	LAB_IMAGE=$(LAB_IMAGE) ansible-playbook playbooks/lab.yml
+	ansible-playbook playbooks/site.yml
+	@scripts/lab-summary
+
+.PHONY: lab-destroy
+lab-destroy: venv ## Remove the lab containers
+	ansible-playbook playbooks/lab-destroy.yml
+
 # ---- the demo app's own tests, against a real MariaDB and memcached on this machine -------------
 APP_VENV := $(ROOT)/.cache/app-venv
 APP_TEST_ENV := SCOREBOARD_DB_HOST=127.0.0.1 SCOREBOARD_DB_PORT=3306 SCOREBOARD_DB_USER=scoreboard \
