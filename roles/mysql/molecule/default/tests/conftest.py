@@ -1,0 +1,60 @@
+"""Shared fixtures: the scenario's hosts, the role's documented defaults and the inventory's values."""
+
+from pathlib import Path
+
+import pytest
+import testinfra
+import yaml
+
+ROLES = Path(__file__).resolve().parents[4]
+DB = "mysql-db"
+
+
+def defaults(role):
+    return yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())
+
+
+@pytest.fixture(scope="session")
+def get_host(request):
+    """Return a testinfra host of the scenario by inventory name."""
+    inventory = request.config.option.ansible_inventory
+
+    def get(name):
+        return testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
+
+    return get
+
+
+def inventory_vars(host, name, role):
+    """The role's defaults overlaid with what the scenario's inventory sets for host `name`."""
+    values = defaults(role)
+    hv = host.ansible("debug", f"var=hostvars['{name}']")[f"hostvars['{name}']"]
+    values.update({k: v for k, v in hv.items() if k in values or k.startswith("test_")})
+    return values
+
+
+@pytest.fixture(scope="session")
+def db(get_host):
+    return get_host(DB)
+
+
+@pytest.fixture(scope="session")
+def db_vars(db):
+    values = inventory_vars(db, DB, "mysql")
+    # Passwords come from the inventory only (generated on first use), never from defaults.
+    hv = db.ansible("debug", f"var=hostvars['{DB}']")[f"hostvars['{DB}']"]
+    values["mysql_app_password"] = hv["mysql_app_password"]
+    values["mysql_migrate_password"] = hv["mysql_migrate_password"]
+    return values
+
+
+@pytest.fixture(scope="session")
+def db_facts(db):
+    return db.ansible("setup", "gather_subset=!all,hardware,network")["ansible_facts"]
+
+
+@pytest.fixture(scope="session")
+def web_vars(db):
+    """Each web host's apache sizing inputs as the inventory gives them."""
+    names = db.ansible("debug", "var=groups['webservers']")["groups['webservers']"]
+    return {name: inventory_vars(db, name, "apache") for name in names}
