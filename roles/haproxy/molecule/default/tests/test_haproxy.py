@@ -1,0 +1,315 @@
+"""The balancer in front of two stand-in backends, tested from the balancer like a client would."""
+
+import csv
+import io
+import json
+import os
+import pathlib
+import re
+import subprocess
+import time
+
+import pytest
+import testinfra
+import yaml
+
+testinfra_hosts = ["haproxy-lb"]
+
+ROOT = pathlib.Path(__file__).resolve().parents[5]
+DEFAULTS = yaml.safe_load((pathlib.Path(__file__).parents[3] / "defaults" / "main.yml").read_text())
+SCENARIO = yaml.safe_load((pathlib.Path(__file__).parents[1] / "molecule.yml").read_text())
+INVENTORY = SCENARIO["provisioner"]["inventory"]
+LB_VARS = {**DEFAULTS, **INVENTORY["host_vars"]["haproxy-lb"]}
+DOMAIN = INVENTORY["group_vars"]["all"]["site_domain"]
+WEB = ["haproxy-web1", "haproxy-web2"]
+SOCKET = LB_VARS["haproxy_runtime_socket"]
+URL = f"http://127.0.0.1:{LB_VARS['haproxy_http_port']}"
+HEALTHZ_FAIL = "/var/tmp/healthz-fail"
+
+
+def concurrency(name):
+    web = {**INVENTORY["group_vars"]["webservers"], **INVENTORY["host_vars"][name]}
+    return web["apache_wsgi_processes"] * web["apache_wsgi_threads"]
+
+
+def other_host(name):
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}")
+
+
+def get(host, path="/", vhost=None, url=URL, extra=""):
+    """Status, headers (lower-case names) and body of one request."""
+    hdr = f"-H 'Host: {vhost}'" if vhost else ""
+    out = host.check_output(f"curl -s -m 20 -D - {hdr} {extra} '{url}{path}'")
+    head, _, body = out.replace("\r\n", "\n").partition("\n\n")
+    lines = head.split("\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    return status, headers, body
+
+
+def served_by(host, n, path="/", vhost=None):
+    return [get(host, path, vhost)[1].get("x-served-by") for _ in range(n)]
+
+
+def api(host, command):
+    return host.check_output(f"echo '{command}' | socat stdio {SOCKET}")
+
+
+def stat(host):
+    """`show stat` rows keyed by (backend, server)."""
+    rows = csv.DictReader(io.StringIO(api(host, "show stat").lstrip("# ")))
+    return {(r["pxname"], r["svname"]): r for r in rows}
+
+
+def backends_of(host, server):
+    return sorted(px for (px, sv) in stat(host) if sv == server)
+
+
+def set_state(host, server, state):
+    """What community.general.haproxy does without `backend`: every backend that holds the server."""
+    for backend in backends_of(host, server):
+        api(host, f"set server {backend}/{server} state {state}")
+
+
+def wait_until(predicate, what, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout}s waiting until {what}")
+
+
+def app_status(host, server, backend="app"):
+    return stat(host)[(backend, server)]["status"]
+
+
+@pytest.fixture
+def restore(host):
+    """Put every server back in service and every /healthz back to 200 after the test."""
+    yield
+    for name in WEB:
+        other_host(name).run(f"rm -f {HEALTHZ_FAIL}")
+        set_state(host, name, "ready")
+    for name in WEB:
+        wait_until(lambda n=name: app_status(host, n).startswith("UP"), f"app/{name} is UP again")
+        wait_until(lambda n=name: app_status(host, n, "static").startswith("UP"), f"static/{name} is UP again")
+
+
+def test_site_answers_from_both_web_hosts_in_turn(host):
+    seen = served_by(host, 8)
+    assert set(seen) == set(WEB), seen
+    assert all(seen.count(name) >= 2 for name in WEB), seen
+
+
+@pytest.mark.parametrize("path,body", [("/static/x.css", "/* static from "), ("/media/x.txt", "media from ")])
+def test_static_paths_go_to_the_static_tier(host, path, body):
+    status, headers, text = get(host, path)
+    assert status == 200
+    # Only the static port serves these files; the app port would answer "app on <host>".
+    assert text.startswith(body)
+    assert headers["x-served-by"] in WEB
+
+
+@pytest.mark.parametrize("name", WEB)
+def test_direct_vhost_reaches_exactly_that_host(host, name):
+    assert set(served_by(host, 4, vhost=f"{name}.direct.{DOMAIN}")) == {name}
+    # The port a client used does not matter (e.g. the lab's published port).
+    assert get(host, vhost=f"{name.upper()}.direct.{DOMAIN}:8080")[1]["x-served-by"] == name
+
+
+def test_unknown_direct_vhost_is_not_balanced(host):
+    assert get(host, vhost=f"nosuchhost.direct.{DOMAIN}")[0] == 404
+
+
+def test_per_server_maxconn_is_the_web_hosts_concurrency(host):
+    rows = stat(host)
+    for name in WEB:
+        for backend in ("app", "app_failopen"):
+            assert int(rows[(backend, name)]["slim"]) == concurrency(name), (backend, name)
+
+
+def test_overload_waits_in_the_queue_not_in_the_servers(host):
+    """More slow requests than all servers' maxconn together: the excess queues in HAProxy, none fails."""
+    total = sum(concurrency(n) for n in WEB) * 2
+    out = host.check_output(
+        f"seq {total} | xargs -P {total} -I{{}} curl -s -o /dev/null -m 60 -w '%{{http_code}}\\n' {URL}/slow"
+    )
+    codes = out.split()
+    assert codes == ["200"] * total, codes
+    rows = stat(host)
+    assert int(rows[("app", "BACKEND")]["qmax"]) > 0, "requests above maxconn should have waited in the queue"
+    for name in WEB:
+        assert int(rows[("app", name)]["smax"]) <= concurrency(name)
+
+
+def test_stats_need_credentials(host):
+    port = LB_VARS["haproxy_stats_port"]
+    code = "curl -s -o /dev/null -w '%{http_code}' "
+    assert host.check_output(code + f"http://127.0.0.1:{port}/") == "401"
+    assert host.check_output(code + f"-u admin:wrong-password http://127.0.0.1:{port}/") == "401"
+    user, password = LB_VARS["haproxy_stats_user"], LB_VARS["haproxy_stats_password"]
+    assert host.check_output(code + f"-u '{user}:{password}' http://127.0.0.1:{port}/") == "200"
+
+
+def test_config_is_private_to_root_and_haproxy(host):
+    cfg = host.file("/etc/haproxy/haproxy.cfg")
+    assert (cfg.user, cfg.group, cfg.mode) == ("root", "haproxy", 0o640)
+
+
+def test_direct_vhost_and_stats_refused_outside_admin_networks(host):
+    """A backend container stands for the public: it is not in haproxy_admin_networks."""
+    lb_address = host.ansible("setup", "gather_subset=network")["ansible_facts"]["ansible_default_ipv4"]["address"]
+    outsider = other_host("haproxy-web1")
+    code = "curl -s -o /dev/null -w '%{http_code}' "
+    assert outsider.check_output(code + f"http://{lb_address}/") == "200"
+    assert outsider.check_output(code + f"-H 'Host: haproxy-web1.direct.{DOMAIN}' http://{lb_address}/") == "403"
+    user, password = LB_VARS["haproxy_stats_user"], LB_VARS["haproxy_stats_password"]
+    stats = f"http://{lb_address}:{LB_VARS['haproxy_stats_port']}/"
+    assert outsider.check_output(code + f"-u '{user}:{password}' {stats}") == "403"
+
+
+def test_tls_termination(host):
+    status, headers, _ = get(host, url=f"https://127.0.0.1:{LB_VARS['haproxy_https_port']}", extra="-k")
+    assert status == 200
+    assert headers["x-served-by"] in WEB
+
+
+def test_request_logs_reach_the_journal_with_timers_and_server(host):
+    marker = f"/log-marker-{int(time.time())}"
+    get(host, marker)
+
+    def logged():
+        out = host.run(f"journalctl -q --since -2min -t haproxy -o cat | grep -F '{marker}'").stdout
+        # frontend, backend/server, timers TR/Tw/Tc/Tr/Ta, status
+        return re.search(r"www app/haproxy-web\d \d+/\d+/\d+/\d+/\d+ 200 ", out)
+
+    wait_until(logged, "the request is in the journal", timeout=15)
+
+
+def test_runtime_api_is_admin_level_for_root_and_haproxy_only(host):
+    sock = host.file(SOCKET)
+    assert sock.is_socket
+    assert (sock.user, sock.group, sock.mode) == ("root", "haproxy", 0o660)
+    assert "Version:" in api(host, "show info")
+    assert host.run(f"echo 'show info' | runuser -u nobody -- socat stdio {SOCKET}").rc != 0
+
+
+def test_drained_host_gets_no_balanced_traffic_but_answers_directly(host, restore):
+    api(host, "set server app/haproxy-web1 state drain")
+    wait_until(lambda: app_status(host, "haproxy-web1").startswith("DRAIN"), "app/haproxy-web1 is draining")
+    assert set(served_by(host, 6)) == {"haproxy-web2"}
+    assert set(served_by(host, 3, vhost=f"haproxy-web1.direct.{DOMAIN}")) == {"haproxy-web1"}
+
+
+def test_host_in_maintenance_answers_directly(host, restore):
+    set_state(host, "haproxy-web2", "maint")
+    wait_until(lambda: app_status(host, "haproxy-web2").startswith("MAINT"), "app/haproxy-web2 is in maintenance")
+    assert set(served_by(host, 6)) == {"haproxy-web1"}
+    assert set(served_by(host, 3, vhost=f"haproxy-web2.direct.{DOMAIN}")) == {"haproxy-web2"}
+
+
+@pytest.fixture
+def dead_web1(host):
+    """haproxy-web1's server stops answering while HAProxy still believes it up (its checks paused)."""
+    web1 = other_host("haproxy-web1")
+    api(host, "disable health app/haproxy-web1")
+    web1.check_output("systemctl stop nginx")
+    yield
+    web1.check_output("systemctl start nginx")
+    api(host, "enable health app/haproxy-web1")
+    wait_until(lambda: app_status(host, "haproxy-web1").startswith("UP"), "app/haproxy-web1 is UP again")
+
+
+def test_a_dead_server_costs_no_failed_request(host, dead_web1):
+    """Connections refused by a server HAProxy still sends to are retried on the other one."""
+    assert set(served_by(host, 8)) == {"haproxy-web2"}
+    code = "curl -s -o /dev/null -w '%{http_code}' "
+    # A failed connection means the request never left: any method is retried.
+    assert [host.check_output(code + f"-X POST -d x=1 {URL}/") for _ in range(4)] == ["200"] * 4
+    # Counted as redispatches: option redispatch sends each retry to another server.
+    row = stat(host)[("app", "haproxy-web1")]
+    assert int(row["wretr"]) + int(row["wredis"]) > 0
+
+
+def test_drain_survives_a_reload(host, restore):
+    api(host, "set server app/haproxy-web1 state drain")
+    host.check_output("systemctl reload haproxy")
+    time.sleep(2)
+    assert app_status(host, "haproxy-web1").startswith("DRAIN")
+    assert set(served_by(host, 4)) == {"haproxy-web2"}
+
+
+def test_reload_under_load_drops_nothing(host):
+    """Requests in a loop and slow requests in flight while HAProxy reloads three times."""
+    script = f"""
+    set -u
+    rm -f /tmp/reload-loop /tmp/reload-slow
+    (for i in $(seq 1 300); do curl -s -o /dev/null -m 20 -w '%{{http_code}}\\n' {URL}/; done > /tmp/reload-loop) &
+    loop=$!
+    (seq 6 | xargs -P 6 -I{{}} curl -s -m 30 -o /dev/null -w '%{{http_code}} %{{size_download}}\\n' {URL}/slow \
+      > /tmp/reload-slow) &
+    slow=$!
+    sleep 1
+    for r in 1 2 3; do systemctl reload haproxy; sleep 1; done
+    wait $loop $slow
+    """
+    host.check_output(f"bash -c \"$(cat <<'EOF'\n{script}\nEOF\n)\"")
+    codes = host.file("/tmp/reload-loop").content_string.split()
+    assert len(codes) == 300
+    assert set(codes) == {"200"}, {c: codes.count(c) for c in set(codes)}
+    slow = host.file("/tmp/reload-slow").content_string.split("\n")
+    assert sorted(filter(None, slow)) == ["200 12288"] * 6
+
+
+def test_fail_open_when_every_healthz_fails_but_maintenance_stays_out(host, restore):
+    # An operator takes haproxy-web2 out, as a deploy does (every backend that holds it).
+    set_state(host, "haproxy-web2", "maint")
+    for name in WEB:
+        other_host(name).check_output(f"touch {HEALTHZ_FAIL}")
+    wait_until(lambda: app_status(host, "haproxy-web1").startswith("DOWN"), "app/haproxy-web1 fails its check")
+    wait_until(lambda: app_status(host, "haproxy-web1", "static").startswith("DOWN"), "static/haproxy-web1 is down")
+    # No server passes its check, yet the site answers: from the host that is not in maintenance.
+    assert set(served_by(host, 6)) == {"haproxy-web1"}
+    status, headers, body = get(host, "/static/x.css")
+    assert (status, headers["x-served-by"]) == (200, "haproxy-web1")
+    # Both stay reachable directly, down or in maintenance.
+    for name in WEB:
+        assert set(served_by(host, 2, vhost=f"{name}.direct.{DOMAIN}")) == {name}
+
+
+@pytest.mark.parametrize(
+    "extra_vars,message",
+    [
+        # An inventory without web hosts: the playbook passes an empty groups['webservers'].
+        ({"haproxy_app_servers": []}, "haproxy_app_servers (0 hosts; the playbook passes groups['webservers'])"),
+        ({"haproxy_admin_networks": ["127.0.0.0/8", "10.1.2.3"]}, "these are not: ['10.1.2.3']"),
+        # Every host's private address is broken: the first web host is named, with the variable.
+        ({"site_private_address": "not-an-address"}, "server host haproxy-web1 has no usable address"),
+    ],
+    ids=["no-web-hosts", "admin-network-not-cidr", "web-host-without-address"],
+)
+def test_bad_input_stops_before_any_change(host, extra_vars, message):
+    before = host.file("/etc/haproxy/haproxy.cfg").md5sum
+    env = {
+        **os.environ,
+        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+        "ANSIBLE_FACT_CACHING": "memory",
+    }
+    run = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ROOT / "playbooks" / "loadbalancers.yml"),
+         "-e", json.dumps(extra_vars)],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert run.returncode != 0
+    result = json.loads(run.stdout)
+    failed = [res for play in result["plays"] for task in play["tasks"] for res in task["hosts"].values()
+              if res.get("failed")]
+    # A loop's messages are in its items.
+    failed += [item for res in failed for item in res.get("results", []) if item.get("failed")]
+    failures = [" ".join(str(res.get("msg", "")).split()) for res in failed]
+    assert any(message in f for f in failures), failures
+    assert result["stats"]["haproxy-lb"]["changed"] == 0
+    assert host.file("/etc/haproxy/haproxy.cfg").md5sum == before
