@@ -16,7 +16,9 @@ LAB_IMAGE   ?= local/debian-systemd:$(LAB_DISTRO)
 MATRIX_DISTROS ?= trixie bookworm
 # Scenarios run by `make test`, as <dir>:<scenario>; the last ones also run on every MATRIX_DISTROS.
 ROLE_SCENARIOS   := $(sort $(patsubst %/molecule.yml,%,$(wildcard roles/*/molecule/*/molecule.yml)))
-MATRIX_SCENARIOS ?= roles/common/molecule/default
+MATRIX_SCENARIOS ?= molecule/site
+# Scenarios run at once by `make test` (each logs to .cache/logs/).
+JOBS ?= 2
 
 export BUNDLE_ROOT := $(ROOT)
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
@@ -58,6 +60,10 @@ lab: venv images ## Build the lab (containers from inventories/lab), deploy site
 	ansible-playbook playbooks/site.yml
 	@scripts/lab-summary
 
+.PHONY: bench
+bench: ## Load the lab's site through the balancer with wrk; prints req/s, latency, errors per page
+	@scripts/bench
+
 .PHONY: lab-destroy
 lab-destroy: venv ## Remove the lab containers
 	ansible-playbook playbooks/lab-destroy.yml
@@ -96,12 +102,10 @@ scenarios: ## List the scenarios `make test` runs
 	@printf '%s\n' $(ROLE_SCENARIOS) $(filter-out $(ROLE_SCENARIOS),$(MATRIX_SCENARIOS))
 
 .PHONY: test
-test: lint app-test images ## The whole suite: lint, the app's tests, every scenario on Debian 13, the matrix scenarios on Debian 12 too
-	@for s in $(ROLE_SCENARIOS) $(filter-out $(ROLE_SCENARIOS),$(MATRIX_SCENARIOS)); do \
-	  scripts/run-scenario "$$s" "$(LAB_IMAGE)"; \
-	done
+test: lint app-test images ## The whole suite: lint, the app's tests, every scenario on Debian 13, the whole site on Debian 12 too
+	JOBS=$(JOBS) scripts/run-suite "$(LAB_IMAGE)" $(ROLE_SCENARIOS) $(filter-out $(ROLE_SCENARIOS),$(MATRIX_SCENARIOS))
 	@for d in $(filter-out $(LAB_DISTRO),$(MATRIX_DISTROS)); do \
-	  for s in $(MATRIX_SCENARIOS); do scripts/run-scenario "$$s" "local/debian-systemd:$$d"; done; \
+	  JOBS=$(JOBS) scripts/run-suite "local/debian-systemd:$$d" $(MATRIX_SCENARIOS) || exit 1; \
 	done
 	@echo "make test: all scenarios passed"
 

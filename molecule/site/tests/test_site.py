@@ -1,0 +1,104 @@
+"""The whole site through its balancer, tested from the balancer host as a client would."""
+
+import pathlib
+import re
+
+import pytest
+import yaml
+
+testinfra_hosts = ["site-lb"]
+
+SCENARIO = yaml.safe_load((pathlib.Path(__file__).parents[1] / "molecule.yml").read_text())
+DOMAIN = SCENARIO["provisioner"]["inventory"]["group_vars"]["all"]["site_domain"]
+WEB = ["site-web1", "site-web2"]
+URL = "http://127.0.0.1"
+SOCKET = "/run/haproxy/admin.sock"
+
+
+def get(host, path="/", vhost=DOMAIN, extra=""):
+    """Status, headers (lower-case names) and body of one request through the balancer."""
+    out = host.check_output(f"curl -s -m 30 -D - -H 'Host: {vhost}' {extra} '{URL}{path}'")
+    head, _, body = out.replace("\r\n", "\n").partition("\n\n")
+    lines = head.split("\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def api(host, command):
+    return host.check_output(f"echo '{command}' | socat stdio {SOCKET}")
+
+
+def set_state(host, server, state):
+    """Drain, put in maintenance or make ready a web host in every app backend, as deploys do."""
+    for backend in ("app", "app_failopen"):
+        api(host, f"set server {backend}/{server} state {state}")
+
+
+def test_home_page_answered_by_both_web_hosts_in_turn(host):
+    seen = set()
+    for _ in range(8):
+        status, headers, body = get(host, "/")
+        assert status == 200
+        assert int(headers["x-db-queries"]) >= 0
+        seen.add(headers["x-served-by"])
+    assert seen == set(WEB)
+
+
+def test_readyz_is_ready_through_the_balancer(host):
+    status, _, body = get(host, "/readyz")
+    assert status == 200, body
+
+
+def test_leaderboard_is_cached(host):
+    statuses = [get(host, "/leaderboard/")[1].get("x-cache") for _ in range(3)]
+    assert set(statuses) <= {"hit", "miss", "stale"}
+    assert statuses[-1] == "hit"
+
+
+def test_static_file_served_by_nginx_with_cache_headers(host):
+    _, _, page = get(host, "/")
+    match = re.search(r'/static/[^"\']+\.[0-9a-f]{12}\.css', page)
+    assert match, "the page links a hashed stylesheet"
+    status, headers, body = get(host, match.group(0))
+    assert status == 200
+    assert "immutable" in headers["cache-control"]
+    assert "max-age=31536000" in headers["cache-control"]
+    # Python never saw it: the app stamps every response it makes.
+    assert "x-db-queries" not in headers
+    assert headers.get("server", "").startswith("nginx")
+
+
+@pytest.mark.parametrize("web", WEB)
+def test_direct_vhost_reaches_exactly_that_host(host, web):
+    for _ in range(4):
+        status, headers, _ = get(host, "/healthz", vhost=f"{web}.direct.{DOMAIN}")
+        assert status == 200
+        assert headers["x-served-by"] == web
+
+
+def test_drained_host_gets_no_traffic_but_answers_directly(host):
+    set_state(host, "site-web1", "drain")
+    try:
+        assert {get(host, "/")[1]["x-served-by"] for _ in range(6)} == {"site-web2"}
+        status, headers, _ = get(host, "/", vhost=f"site-web1.direct.{DOMAIN}")
+        assert (status, headers["x-served-by"]) == (200, "site-web1")
+    finally:
+        set_state(host, "site-web1", "ready")
+
+
+def test_site_answers_when_every_health_check_fails(host):
+    """No death spiral: with every server marked down by its checks, traffic still flows."""
+    for web in WEB:
+        api(host, f"disable health app/{web}")
+        api(host, f"set server app/{web} health down")
+    try:
+        statuses = [get(host, "/healthz")[0] for _ in range(6)]
+        assert statuses == [200] * 6
+    finally:
+        for web in WEB:
+            api(host, f"enable health app/{web}")
+
+
+def test_stats_refuse_anonymous_users(host):
+    out = host.check_output("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8404/")
+    assert out == "401"

@@ -1,0 +1,271 @@
+"""The apache role on a converged web host: prefork sized from the host's facts, WSGI processes that
+stay alive, the vhosts, files served without Python, and a reload under load that fails nothing."""
+
+import os
+import pathlib
+import re
+
+import pytest
+import testinfra.utils.ansible_runner
+import yaml
+
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts(
+    "webservers"
+)
+
+ROLE = pathlib.Path(__file__).parents[3]
+DEFAULTS = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+# The playbook passes django_app's defaults through: the same names as the apache role's defaults.
+APP = "scoreboard"
+APP_ROOT = f"/srv/{APP}"
+DOMAIN_VAR = "site_domain"
+
+
+@pytest.fixture(scope="module")
+def hvars(host):
+    """The role's defaults with the scenario's inventory variables over them."""
+    inventory = host.ansible("debug", "var=hostvars[inventory_hostname]")["hostvars[inventory_hostname]"]
+    return {**DEFAULTS, **inventory}
+
+
+@pytest.fixture(scope="module")
+def facts(host):
+    return host.ansible("setup", "gather_subset=!all,hardware,network")["ansible_facts"]
+
+
+@pytest.fixture(scope="module")
+def sizing(hvars, facts):
+    """What the role's formula gives for this host, computed here from the facts and the defaults."""
+    daemon = hvars["apache_wsgi_mode"] == "daemon"
+    threads = int(hvars["apache_wsgi_threads"]) if daemon else 1
+    proxy_mb = int(hvars["apache_prefork_process_memory_mb"]) if daemon else 0
+    extra = int(hvars["apache_prefork_extra_workers"]) if daemon else 0
+    available = (
+        int(facts["ansible_memtotal_mb"])
+        - int(hvars["apache_os_reserved_memory_mb"])
+        - int(hvars["apache_colocated_memory_mb"])
+    )
+    cpu_limit = int(facts["ansible_processor_vcpus"]) * int(hvars["apache_wsgi_processes_per_cpu"])
+    per_process = int(hvars["apache_wsgi_process_memory_mb"]) + threads * proxy_mb
+    memory_limit = max((available - extra * proxy_mb) // per_process, 0)
+    if hvars["apache_wsgi_processes"] is not None:
+        processes = int(hvars["apache_wsgi_processes"])
+    else:
+        processes = max(min(cpu_limit, memory_limit), int(hvars["apache_wsgi_processes_min"]))
+    if not daemon:
+        prefork = processes
+    elif hvars["apache_prefork_workers"] is not None:
+        prefork = int(hvars["apache_prefork_workers"])
+    else:
+        prefork = processes * threads + extra
+    return {"daemon": daemon, "processes": processes, "threads": threads, "prefork": prefork}
+
+
+@pytest.fixture(scope="module")
+def domain(hvars):
+    return hvars[DOMAIN_VAR]
+
+
+def apache_parent(host):
+    return host.file("/run/apache2/apache2.pid").content_string.strip()
+
+
+def children(host):
+    """PIDs of Apache's prefork processes and of its WSGI daemon processes."""
+    out = host.check_output(f"ps --ppid {apache_parent(host)} -o pid=,args=")
+    prefork, daemons = [], []
+    for line in out.splitlines():
+        pid, args = line.strip().split(None, 1)
+        if args.startswith(f"(wsgi:{APP})"):
+            daemons.append(int(pid))
+        elif args.startswith("/usr/sbin/apache2"):
+            prefork.append(int(pid))
+    return sorted(prefork), sorted(daemons)
+
+
+def curl(host, path, host_header=None, address="127.0.0.1", method="GET"):
+    """Status, headers (name -> list of values, lower-case names) and body of one request."""
+    header = f"-H 'Host: {host_header}'" if host_header else ""
+    out = host.check_output(f"curl -sS -X {method} -D - {header} 'http://{address}{path}'")
+    head, _, body = out.replace("\r\n", "\n").partition("\n\n")
+    lines = head.split("\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.setdefault(name.strip().lower(), []).append(value.strip())
+    return status, headers, body
+
+
+def conf(host, name):
+    return host.file(f"/etc/apache2/conf-enabled/{name}.conf").content_string
+
+
+def site_conf(host):
+    return host.file(f"/etc/apache2/sites-enabled/{APP}.conf").content_string
+
+
+def directive(text, name):
+    return re.search(rf"^\s*{name}\s+(\S+)\s*$", text, re.M).group(1)
+
+
+def test_configuration_is_valid(host):
+    assert host.run("apache2ctl -t").rc == 0
+
+
+def test_mpm_is_prefork(host):
+    modules = host.check_output("apache2ctl -M")
+    assert "mpm_prefork_module" in modules
+    assert "mpm_event_module" not in modules
+    assert "mpm_worker_module" not in modules
+    assert "wsgi_module" in modules
+
+
+@pytest.mark.parametrize(
+    "name", ["ServerLimit", "StartServers", "MinSpareServers", "MaxSpareServers", "MaxRequestWorkers"]
+)
+def test_prefork_number_follows_the_host(host, sizing, name):
+    assert int(directive(conf(host, "site-prefork"), name)) == sizing["prefork"]
+
+
+def test_prefork_leak_guard(host, hvars):
+    value = int(directive(conf(host, "site-prefork"), "MaxConnectionsPerChild"))
+    assert value == int(hvars["apache_max_connections_per_child"])
+
+
+def test_every_prefork_process_runs_from_boot(host, sizing):
+    prefork, _ = children(host)
+    assert len(prefork) == sizing["prefork"]
+
+
+def test_wsgi_daemon_settings_follow_the_host(host, hvars, sizing):
+    if not sizing["daemon"]:
+        pytest.skip("embedded mode: no daemon processes")
+    line = re.search(r"^WSGIDaemonProcess .*$", site_conf(host), re.M).group(0)
+    options = dict(opt.split("=", 1) for opt in line.split()[2:])
+    assert int(options["processes"]) == sizing["processes"]
+    assert int(options["threads"]) == sizing["threads"]
+    assert int(options["maximum-requests"]) == int(hvars["apache_wsgi_maximum_requests"])
+    assert "WSGIRestrictEmbedded On" in site_conf(host)
+
+
+def test_wsgi_daemon_processes_run_with_their_counts(host, sizing):
+    if not sizing["daemon"]:
+        pytest.skip("embedded mode: no daemon processes")
+    _, daemons = children(host)
+    assert len(daemons) == sizing["processes"]
+    for pid in daemons:
+        status = host.file(f"/proc/{pid}/status").content_string
+        # The request threads plus mod_wsgi's own (main, monitor, deadlock watch).
+        assert int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1)) >= sizing["threads"]
+        user = host.check_output(f"ps -o user= -p {pid}").strip()
+        assert user == APP
+
+
+def test_site_answers_through_python_with_the_host_name(host, domain):
+    status, headers, _ = curl(host, "/", host_header=domain)
+    assert status == 200
+    assert headers["x-served-by"] == ["apache-web1"]
+    assert "x-db-queries" in headers
+
+
+def test_direct_vhost_answers_by_name(host, domain):
+    status, headers, _ = curl(host, "/healthz", host_header=f"apache-web1.direct.{domain}")
+    assert status == 200
+    assert headers["x-served-by"] == ["apache-web1"]
+
+
+def test_direct_vhost_answers_on_the_host_address(host, facts):
+    address = facts["ansible_default_ipv4"]["address"]
+    status, headers, _ = curl(host, "/healthz", address=address)
+    assert status == 200
+    assert headers["x-served-by"] == ["apache-web1"]
+
+
+@pytest.mark.parametrize("vhost", ["site", "direct"])
+def test_static_files_come_from_disk_not_python(host, hvars, domain, vhost):
+    name = domain if vhost == "site" else f"apache-web1.direct.{domain}"
+    path = hvars["test_static_file"]
+    status, headers, body = curl(host, f"/static/{path}", host_header=name)
+    assert status == 200
+    assert "x-db-queries" not in headers
+    assert headers["x-served-by"] == ["apache-web1"]
+    # (check_output drops the final newline)
+    assert body == host.file(f"{APP_ROOT}/current/static/{path}").content_string.rstrip("\n")
+
+
+@pytest.mark.parametrize("path", ["/static/no-such-file.css", "/media/no-such-file.png"])
+def test_missing_files_are_apache_404s(host, domain, path):
+    status, headers, _ = curl(host, path, host_header=domain)
+    assert status == 404
+    assert "x-db-queries" not in headers
+    assert headers["x-served-by"] == ["apache-web1"]
+
+
+def test_server_says_little(host, domain):
+    status, headers, body = curl(host, "/static/no-such-file.css", host_header=domain)
+    assert headers["server"] == ["Apache"]
+    assert "Apache/" not in body
+    status, _, _ = curl(host, "/", host_header=domain, method="TRACE")
+    assert status == 405
+
+
+def test_keepalive_follows_the_setting(host, hvars, domain):
+    _, headers, _ = curl(host, "/healthz", host_header=domain)
+    if hvars["apache_keepalive"]:
+        assert headers.get("connection", ["keep-alive"]) != ["close"]
+    else:
+        assert headers["connection"] == ["close"]
+
+
+def log_sizes(host):
+    out = host.check_output("find /var/log/apache2 -name '*access*' -printf '%p %s\\n'")
+    return dict(line.split() for line in out.splitlines())
+
+
+def test_no_access_log_by_default(host, hvars, domain):
+    if hvars["apache_access_log"]:
+        pytest.skip("access log turned on")
+    before = log_sizes(host)
+    curl(host, "/healthz", host_header=domain)
+    assert log_sizes(host) == before
+
+
+def run_load(host, path, requests, concurrency):
+    """ab (apache2-utils, which apache2 depends on): complete and failed requests."""
+    out = host.check_output(f"ab -q -n {requests} -c {concurrency} http://127.0.0.1{path} 2>&1")
+    complete = int(re.search(r"^Complete requests:\s+(\d+)", out, re.M).group(1))
+    failed = int(re.search(r"^Failed requests:\s+(\d+)", out, re.M).group(1))
+    non2xx = re.search(r"^Non-2xx responses:\s+(\d+)", out, re.M)
+    return complete, failed, int(non2xx.group(1)) if non2xx else 0
+
+
+def test_no_process_churn_under_requests(host):
+    before = children(host)
+    complete, failed, non2xx = run_load(host, "/healthz", 2000, 8)
+    assert (complete, failed, non2xx) == (2000, 0, 0)
+    assert children(host) == before
+
+
+def test_reload_under_load_fails_no_request(host, hvars, sizing):
+    _, daemons_before = children(host)
+    prefork_before, _ = children(host)
+    # Load for 20 s; the reload starts 4 s in and must end before the load does.
+    out = host.check_output(
+        "wrk -t2 -c16 -d20s --timeout 15s http://127.0.0.1/ > /tmp/wrk-reload.out 2>&1 & "
+        f"sleep 4; {hvars['apache_wsgi_reload_command'].replace('{{ apache_app_name }}', APP)}; "
+        "echo reload-rc=$?; wait; cat /tmp/wrk-reload.out"
+    )
+    assert "reload-rc=0" in out, out
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    assert total > 0, out
+    assert "Socket errors" not in out, out
+    assert "Non-2xx or 3xx responses" not in out, out
+    prefork_after, daemons_after = children(host)
+    if sizing["daemon"]:
+        # Every daemon process was replaced, the prefork processes were not touched.
+        assert len(daemons_after) == sizing["processes"]
+        assert not set(daemons_before) & set(daemons_after)
+        assert prefork_after == prefork_before
+    else:
+        assert not set(prefork_before) & set(prefork_after)
