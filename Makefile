@@ -65,8 +65,9 @@ bench: ## Load the lab's site through the balancer with wrk; prints req/s, laten
 	@scripts/bench
 
 .PHONY: lab-destroy
-lab-destroy: venv ## Remove the lab containers
+lab-destroy: venv ## Remove the lab containers (and the facts cached about them)
 	ansible-playbook playbooks/lab-destroy.yml
+	rm -rf .cache/facts
 
 # ---- the demo app's own tests, against a real MariaDB and memcached on this machine -------------
 APP_VENV := $(ROOT)/.cache/app-venv
