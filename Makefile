@@ -17,6 +17,8 @@ MATRIX_DISTROS ?= trixie bookworm
 # Scenarios run by `make test`, as <dir>:<scenario>; the last ones also run on every MATRIX_DISTROS.
 ROLE_SCENARIOS   := $(sort $(patsubst %/molecule.yml,%,$(wildcard roles/*/molecule/*/molecule.yml)))
 MATRIX_SCENARIOS ?= molecule/site
+# Multi-host scenarios run on LAB_DISTRO only (the rolling deploys under load).
+TOP_SCENARIOS ?= molecule/deploy
 # Scenarios run at once by `make test` (each logs to .cache/logs/).
 JOBS ?= 2
 
@@ -45,6 +47,10 @@ venv: $(VENV)/.installed ## Build .venv with the pinned toolchain (seconds when 
 engine: ## Make sure a Docker engine answers (installs and starts Debian's docker.io as root)
 	@scripts/ensure-engine
 
+.PHONY: tools
+tools: ## Install the load generator the deploy tests and the benchmarks use (wrk; root)
+	@scripts/ensure-wrk
+
 .PHONY: images
 images: engine ## Build the lab base images (Debian 13 and 12) unless LAB_IMAGE names a published one
 	@for d in $(sort $(LAB_DISTRO) $(MATRIX_DISTROS)); do \
@@ -59,6 +65,14 @@ lab: venv images ## Build the lab (containers from inventories/lab), deploy site
 	LAB_IMAGE=$(LAB_IMAGE) ansible-playbook playbooks/lab.yml
 	ansible-playbook playbooks/site.yml
 	@scripts/lab-summary
+
+.PHONY: deploy
+deploy: venv ## Roll a new release out on the lab, one host at a time: make deploy [ARGS='-e rollout_canary=true']
+	ansible-playbook playbooks/deploy.yml $(ARGS)
+
+.PHONY: rollback
+rollback: venv ## Roll the lab back to the release it ran before the last deploy
+	ansible-playbook playbooks/rollback.yml $(ARGS)
 
 .PHONY: bench
 bench: ## Load the lab's site through the balancer with wrk; prints req/s, latency, errors per page
@@ -100,11 +114,11 @@ scenario: venv images ## Run one scenario: make scenario S=roles/common/molecule
 
 .PHONY: scenarios
 scenarios: ## List the scenarios `make test` runs
-	@printf '%s\n' $(ROLE_SCENARIOS) $(filter-out $(ROLE_SCENARIOS),$(MATRIX_SCENARIOS))
+	@printf '%s\n' $(TOP_SCENARIOS) $(MATRIX_SCENARIOS) $(filter-out $(MATRIX_SCENARIOS),$(ROLE_SCENARIOS))
 
 .PHONY: test
-test: lint app-test images ## The whole suite: lint, the app's tests, every scenario on Debian 13, the whole site on Debian 12 too
-	JOBS=$(JOBS) scripts/run-suite "$(LAB_IMAGE)" $(ROLE_SCENARIOS) $(filter-out $(ROLE_SCENARIOS),$(MATRIX_SCENARIOS))
+test: lint app-test images tools ## The whole suite: lint, the app's tests, every scenario on Debian 13, the whole site on Debian 12 too
+	JOBS=$(JOBS) scripts/run-suite "$(LAB_IMAGE)" $(TOP_SCENARIOS) $(MATRIX_SCENARIOS) $(filter-out $(MATRIX_SCENARIOS),$(ROLE_SCENARIOS))
 	@for d in $(filter-out $(LAB_DISTRO),$(MATRIX_DISTROS)); do \
 	  JOBS=$(JOBS) scripts/run-suite "local/debian-systemd:$$d" $(MATRIX_SCENARIOS) || exit 1; \
 	done

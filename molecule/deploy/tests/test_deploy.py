@@ -1,0 +1,242 @@
+"""Rolling deploys and rollbacks of the whole site while wrk loads the balancer.
+
+The tests run in file order and build on each other, as an operator's day would: a full rolling
+deploy under load, the same deploy again (nothing changes), a release that fails to import (the
+rollout stops at the first host, rollback.yml restores it), a canary whose release answers 5xx on a
+page (the soak catches it), and a canary that passes. playbooks/deploy.yml and rollback.yml run from
+this machine against the scenario's hosts, as `ansible-playbook` would in production.
+"""
+
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+
+import pytest
+import yaml
+
+testinfra_hosts = ["deploy-lb"]
+
+SCENARIO_DIR = pathlib.Path(__file__).resolve().parents[1]
+BUNDLE = SCENARIO_DIR.parents[1]
+SCENARIO = yaml.safe_load((SCENARIO_DIR / "molecule.yml").read_text())
+DOMAIN = SCENARIO["provisioner"]["inventory"]["group_vars"]["all"]["site_domain"]
+WEB = ["deploy-web1", "deploy-web2"]
+FIRST, REST = WEB[0], WEB[1:]
+BACKENDS = ("app", "app_failopen")
+SOCKET = "/run/haproxy/admin.sock"
+APP_ROOT = "/srv/scoreboard"
+CONNECTIONS = 32
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+def playbook(name, *extra):
+    """Run one of the bundle's playbooks against this scenario's hosts: (return code, output)."""
+    inventory = pathlib.Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(BUNDLE / "playbooks" / name), *extra],
+        capture_output=True, text=True, timeout=1800, check=False,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def recap(output):
+    """changed= and failed= per host from the play recap."""
+    found = re.findall(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", output, re.M)
+    return {h: (int(c), int(f)) for h, c, f in found}
+
+
+def release_source(tmp_path_factory, name, breakage=None):
+    """A copy of the demo app that builds a release of its own; breakage edits the copy."""
+    dst = tmp_path_factory.mktemp("src") / name
+    shutil.copytree(BUNDLE / "app", dst, ignore=shutil.ignore_patterns(
+        "__pycache__", "*.pyc", "*.egg-info", "build", "dist", "staticfiles", ".pytest_cache"))
+    (dst / "scoreboard" / "release_note.py").write_text(f'"""Release {name} (a test build)."""\n')
+    if breakage:
+        breakage(dst / "scoreboard")
+    return dst
+
+
+def deploy(source, release, *extra):
+    return playbook("deploy.yml", "-e", f"django_app_source={source}", "-e", f"django_app_release={release}", *extra)
+
+
+class Load:
+    """wrk through the balancer's public frontend, from this machine, until stop()."""
+
+    def __init__(self, path="/"):
+        address = subprocess.run(
+            ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "deploy-lb"],
+            capture_output=True, text=True, check=True).stdout.strip()
+        self.proc = subprocess.Popen(
+            ["wrk", "-t2", f"-c{CONNECTIONS}", "-d3600s", "--timeout", "30s", "-H", f"Host: {DOMAIN}",
+             f"http://{address}{path}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def stop(self):
+        """wrk prints its summary on SIGINT: requests, non-2xx/3xx responses, socket errors."""
+        self.proc.send_signal(signal.SIGINT)
+        out, _ = self.proc.communicate(timeout=120)
+        requests = int(re.search(r"(\d+) requests in", out).group(1))
+        bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+        return {
+            "requests": requests,
+            "non_2xx": int(bad.group(1)) if bad else 0,
+            "socket_errors": sum(int(n) for n in errors.groups()) if errors else 0,
+            "output": out,
+        }
+
+
+@pytest.fixture(scope="module")
+def lb(host):
+    return host
+
+
+@pytest.fixture(scope="module")
+def webs(host):
+    return {w: host.get_host(f"docker://{w}") for w in WEB}
+
+
+def direct(lb, web, path="/healthz"):
+    """Status, X-Release and body of a request to one web host through its direct vhost."""
+    out = lb.check_output(f"curl -s -m 30 -D - -H 'Host: {web}.direct.{DOMAIN}' 'http://127.0.0.1{path}'")
+    head, _, body = out.replace("\r\n", "\n").partition("\n\n")
+    release = re.search(r"^x-release:\s*(\S+)", head, re.I | re.M)
+    return int(head.split()[1]), release.group(1) if release else None, body.strip()
+
+
+def admin_states(lb, web):
+    """srv_admin_state of the web host in each app backend (0: in service; 8: drained; 1: maint)."""
+    out = lb.check_output(f"echo 'show servers state' | socat stdio {SOCKET}")
+    return {f[1]: int(f[6]) for f in (ln.split() for ln in out.splitlines())
+            if len(f) > 6 and f[1] in BACKENDS and f[3] == web}
+
+
+def current_release(webs, web):
+    return webs[web].check_output(f"readlink {APP_ROOT}/current").rsplit("/", 1)[-1]
+
+
+def assert_clean(load, during):
+    assert load["requests"] > 200, f"wrk barely ran during {during}:\n{load['output']}"
+    assert load["non_2xx"] == 0, f"{load['non_2xx']} non-2xx responses during {during}:\n{load['output']}"
+    assert load["socket_errors"] == 0, f"socket errors during {during}:\n{load['output']}"
+
+
+def assert_in_service(lb, web):
+    assert admin_states(lb, web) == {b: 0 for b in BACKENDS}
+
+
+# ---- the tests, in order -----------------------------------------------------------------------------
+def test_bad_batch_size_stops_before_any_host_changes(lb, webs):
+    before = {w: current_release(webs, w) for w in WEB}
+    rc, out = playbook("deploy.yml", "-e", "deploy_serial=0")
+    assert rc != 0
+    assert "deploy_serial must be a number of hosts" in out and "got '0'" in out
+    assert {w: current_release(webs, w) for w in WEB} == before
+
+
+def test_rolling_deploy_under_load_fails_no_request(lb, webs, tmp_path_factory):
+    source = release_source(tmp_path_factory, "v2")
+    load = Load("/")
+    rc, out = deploy(source, "v2")
+    result = load.stop()
+    assert rc == 0, out[-6000:]
+    assert_clean(result, "the rolling deploy of v2")
+    for web in WEB:
+        status, release, body = direct(lb, web)
+        assert (status, release, body) == (200, "v2", "ok v2")
+        assert current_release(webs, web) == "v2"
+        assert_in_service(lb, web)
+    # One host at a time: the log shows each host drained in its own batch.
+    assert len(re.findall(r"TASK \[rollout : Drain the host in every balancer\]", out)) == len(WEB)
+
+
+def test_same_deploy_again_changes_nothing(tmp_path_factory):
+    source = release_source(tmp_path_factory, "v2")
+    rc, out = deploy(source, "v2")
+    assert rc == 0, out[-6000:]
+    changed = {h: c for h, (c, _) in recap(out).items()}
+    assert changed and set(changed.values()) == {0}, changed
+
+
+def _break_import(package):
+    views = package / "games" / "views.py"
+    views.write_text('raise ImportError("this release is broken on purpose")\n' + views.read_text())
+
+
+def test_broken_release_stops_at_first_host_and_rollback_restores_it(lb, webs, tmp_path_factory):
+    source = release_source(tmp_path_factory, "broken", _break_import)
+    load = Load("/")
+    rc, out = deploy(source, "broken", "-e", "rollout_check_timeout=30")
+    assert rc != 0
+    assert f"ROLLOUT STOPPED at {FIRST}" in out
+    assert "playbooks/rollback.yml" in out
+    # The first host switched, failed its direct check and stays drained; the others never got it.
+    assert current_release(webs, FIRST) == "broken"
+    assert all(state != 0 for state in admin_states(lb, FIRST).values())
+    for web in REST:
+        assert current_release(webs, web) == "v2"
+        assert not webs[web].file(f"{APP_ROOT}/releases/broken").exists
+        assert_in_service(lb, web)
+
+    rc, out = playbook("rollback.yml")
+    result = load.stop()
+    assert rc == 0, out[-6000:]
+    assert_clean(result, "the failed rollout and the rollback")
+    assert current_release(webs, FIRST) == "v2"
+    assert direct(lb, FIRST)[:2] == (200, "v2")
+    assert_in_service(lb, FIRST)
+    # Only the host that had left v2 was touched.
+    assert len(re.findall(r"TASK \[rollout : Drain the host in every balancer\]", out)) == 1
+
+
+def _break_leaderboard(package):
+    views = package / "games" / "views.py"
+    views.write_text(views.read_text() + (
+        "\n\ndef leaderboard(request):  # noqa: F811 - this release answers 5xx on one page\n"
+        '    raise RuntimeError("leaderboard broken on purpose")\n'))
+
+
+CANARY = ["-e", "rollout_canary=true", "-e", "rollout_canary_soak_seconds=30",
+          "-e", "rollout_canary_interval_seconds=5", "-e", "rollout_canary_min_requests=10"]
+
+
+def test_canary_with_5xx_page_is_caught_and_others_never_get_it(lb, webs, tmp_path_factory):
+    source = release_source(tmp_path_factory, "bad-page", _break_leaderboard)
+    load = Load("/leaderboard/")
+    rc, out = deploy(source, "bad-page", *CANARY)
+    result = load.stop()
+    assert rc != 0
+    assert f"Canary {FIRST} failed its soak" in out
+    assert f"ROLLOUT STOPPED at {FIRST} (canary)" in out
+    # The canary took a small share of the load before it was caught; the rest was served by v2.
+    assert 0 < result["non_2xx"] < result["requests"] / 2, result["output"]
+    assert all(state != 0 for state in admin_states(lb, FIRST).values())
+    for web in REST:
+        assert current_release(webs, web) == "v2"
+        assert not webs[web].file(f"{APP_ROOT}/releases/bad-page").exists
+        assert direct(lb, web)[:2] == (200, "v2")
+
+    rc, out = playbook("rollback.yml")
+    assert rc == 0, out[-6000:]
+    assert current_release(webs, FIRST) == "v2"
+    assert_in_service(lb, FIRST)
+
+
+def test_good_canary_goes_to_full_weight_and_the_rest_follow(lb, webs, tmp_path_factory):
+    source = release_source(tmp_path_factory, "v3")
+    load = Load("/")
+    rc, out = deploy(source, "v3", *CANARY)
+    result = load.stop()
+    assert rc == 0, out[-6000:]
+    assert_clean(result, "the canary rollout of v3")
+    assert re.search(rf"Canary {FIRST}: 0 5xx of \d+ responses", out)
+    for web in WEB:
+        assert direct(lb, web)[:2] == (200, "v3")
+        assert_in_service(lb, web)
+        for backend in BACKENDS:
+            weight = lb.check_output(f"echo 'get weight {backend}/{web}' | socat stdio {SOCKET}")
+            assert weight.startswith("100 "), weight
