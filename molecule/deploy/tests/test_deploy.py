@@ -90,6 +90,22 @@ class Load:
         }
 
 
+@pytest.fixture
+def load():
+    """Start wrk with load(path); whatever a failed test left running is stopped afterwards."""
+    started = []
+
+    def start(path="/"):
+        started.append(Load(path))
+        return started[-1]
+
+    yield start
+    for running in started:
+        if running.proc.poll() is None:
+            running.proc.kill()
+            running.proc.wait()
+
+
 @pytest.fixture(scope="module")
 def lb(host):
     return host
@@ -138,11 +154,11 @@ def test_bad_batch_size_stops_before_any_host_changes(lb, webs):
     assert {w: current_release(webs, w) for w in WEB} == before
 
 
-def test_rolling_deploy_under_load_fails_no_request(lb, webs, tmp_path_factory):
+def test_rolling_deploy_under_load_fails_no_request(lb, webs, tmp_path_factory, load):
     source = release_source(tmp_path_factory, "v2")
-    load = Load("/")
+    wrk = load("/")
     rc, out = deploy(source, "v2")
-    result = load.stop()
+    result = wrk.stop()
     assert rc == 0, out[-6000:]
     assert_clean(result, "the rolling deploy of v2")
     for web in WEB:
@@ -154,7 +170,7 @@ def test_rolling_deploy_under_load_fails_no_request(lb, webs, tmp_path_factory):
     assert len(re.findall(r"TASK \[rollout : Drain the host in every balancer\]", out)) == len(WEB)
 
 
-def test_same_deploy_again_changes_nothing(tmp_path_factory):
+def test_same_deploy_again_changes_nothing(lb, tmp_path_factory):
     source = release_source(tmp_path_factory, "v2")
     rc, out = deploy(source, "v2")
     assert rc == 0, out[-6000:]
@@ -162,14 +178,42 @@ def test_same_deploy_again_changes_nothing(tmp_path_factory):
     assert changed and set(changed.values()) == {0}, changed
 
 
-def _break_import(package):
+def _break_urls(package):
     views = package / "games" / "views.py"
     views.write_text('raise ImportError("this release is broken on purpose")\n' + views.read_text())
 
 
-def test_broken_release_stops_at_first_host_and_rollback_restores_it(lb, webs, tmp_path_factory):
+def test_release_that_fails_its_migrations_stops_before_any_host_switches(lb, webs, tmp_path_factory):
+    # migrate imports the URL configuration (Django's system checks): it fails on the first host's
+    # staging, while every host still serves v2 and none was drained.
+    source = release_source(tmp_path_factory, "no-migrate", _break_urls)
+    rc, out = deploy(source, "no-migrate")
+    assert rc != 0
+    assert f"migrate failed on {FIRST}" in out
+    assert "TASK [rollout : Drain the host in every balancer]" not in out
+    for web in WEB:
+        assert current_release(webs, web) == "v2"
+        assert_in_service(lb, web)
+        assert direct(lb, web)[:2] == (200, "v2")
+
+
+def _break_import(package):
+    """The app fails to import under mod_wsgi only: the build's import check and the migrations
+    (management commands) pass, as they do for a release that needs something only the web
+    server lacks, so the failure shows where a rollout must catch it: on the first host."""
+    wsgi = package / "wsgi.py"
+    wsgi.write_text(wsgi.read_text() + (
+        "\n\ntry:  # only Apache's mod_wsgi has this module\n"
+        "    import mod_wsgi  # noqa: F401\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "else:\n"
+        '    raise ImportError("this release is broken on purpose")\n'))
+
+
+def test_broken_release_stops_at_first_host_and_rollback_restores_it(lb, webs, tmp_path_factory, load):
     source = release_source(tmp_path_factory, "broken", _break_import)
-    load = Load("/")
+    wrk = load("/")
     rc, out = deploy(source, "broken", "-e", "rollout_check_timeout=30")
     assert rc != 0
     assert f"ROLLOUT STOPPED at {FIRST}" in out
@@ -183,7 +227,7 @@ def test_broken_release_stops_at_first_host_and_rollback_restores_it(lb, webs, t
         assert_in_service(lb, web)
 
     rc, out = playbook("rollback.yml")
-    result = load.stop()
+    result = wrk.stop()
     assert rc == 0, out[-6000:]
     assert_clean(result, "the failed rollout and the rollback")
     assert current_release(webs, FIRST) == "v2"
@@ -204,11 +248,11 @@ CANARY = ["-e", "rollout_canary=true", "-e", "rollout_canary_soak_seconds=30",
           "-e", "rollout_canary_interval_seconds=5", "-e", "rollout_canary_min_requests=10"]
 
 
-def test_canary_with_5xx_page_is_caught_and_others_never_get_it(lb, webs, tmp_path_factory):
+def test_canary_with_5xx_page_is_caught_and_others_never_get_it(lb, webs, tmp_path_factory, load):
     source = release_source(tmp_path_factory, "bad-page", _break_leaderboard)
-    load = Load("/leaderboard/")
+    wrk = load("/leaderboard/")
     rc, out = deploy(source, "bad-page", *CANARY)
-    result = load.stop()
+    result = wrk.stop()
     assert rc != 0
     assert f"Canary {FIRST} failed its soak" in out
     assert f"ROLLOUT STOPPED at {FIRST} (canary)" in out
@@ -226,11 +270,11 @@ def test_canary_with_5xx_page_is_caught_and_others_never_get_it(lb, webs, tmp_pa
     assert_in_service(lb, FIRST)
 
 
-def test_good_canary_goes_to_full_weight_and_the_rest_follow(lb, webs, tmp_path_factory):
+def test_good_canary_goes_to_full_weight_and_the_rest_follow(lb, webs, tmp_path_factory, load):
     source = release_source(tmp_path_factory, "v3")
-    load = Load("/")
+    wrk = load("/")
     rc, out = deploy(source, "v3", *CANARY)
-    result = load.stop()
+    result = wrk.stop()
     assert rc == 0, out[-6000:]
     assert_clean(result, "the canary rollout of v3")
     assert re.search(rf"Canary {FIRST}: 0 5xx of \d+ responses", out)
