@@ -236,6 +236,13 @@ def test_broken_release_stops_at_first_host_and_rollback_restores_it(lb, webs, t
     # Only the host that had left v2 was touched.
     assert len(re.findall(r"TASK \[rollout : Drain the host in every balancer\]", out)) == 1
 
+    # Run again, rollback.yml finds the fleet already back: it does not return to the broken release.
+    rc, out = playbook("rollback.yml")
+    assert rc == 0, out[-6000:]
+    changed = {h: c for h, (c, _) in recap(out).items()}
+    assert changed and set(changed.values()) == {0}, changed
+    assert current_release(webs, FIRST) == "v2"
+
 
 def _break_leaderboard(package):
     views = package / "games" / "views.py"
