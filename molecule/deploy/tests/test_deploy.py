@@ -29,6 +29,7 @@ BACKENDS = ("app", "app_failopen")
 SOCKET = "/run/haproxy/admin.sock"
 APP_ROOT = "/srv/scoreboard"
 CONNECTIONS = 32
+DRAINED = 8  # srv_admin_state of a server drained through the Runtime API
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
@@ -220,7 +221,7 @@ def test_broken_release_stops_at_first_host_and_rollback_restores_it(lb, webs, t
     assert "playbooks/rollback.yml" in out
     # The first host switched, failed its direct check and stays drained; the others never got it.
     assert current_release(webs, FIRST) == "broken"
-    assert all(state != 0 for state in admin_states(lb, FIRST).values())
+    assert admin_states(lb, FIRST) == {b: DRAINED for b in BACKENDS}
     for web in REST:
         assert current_release(webs, web) == "v2"
         assert not webs[web].file(f"{APP_ROOT}/releases/broken").exists
@@ -265,7 +266,7 @@ def test_canary_with_5xx_page_is_caught_and_others_never_get_it(lb, webs, tmp_pa
     assert f"ROLLOUT STOPPED at {FIRST} (canary)" in out
     # The canary took a small share of the load before it was caught; the rest was served by v2.
     assert 0 < result["non_2xx"] < result["requests"] / 2, result["output"]
-    assert all(state != 0 for state in admin_states(lb, FIRST).values())
+    assert admin_states(lb, FIRST) == {b: DRAINED for b in BACKENDS}
     for web in REST:
         assert current_release(webs, web) == "v2"
         assert not webs[web].file(f"{APP_ROOT}/releases/bad-page").exists
@@ -291,3 +292,14 @@ def test_good_canary_goes_to_full_weight_and_the_rest_follow(lb, webs, tmp_path_
         for backend in BACKENDS:
             weight = lb.check_output(f"echo 'get weight {backend}/{web}' | socat stdio {SOCKET}")
             assert weight.startswith("100 "), weight
+    # The canary's connection limit, cut to its share during the soak, is the configured one again.
+    config = lb.file("/etc/haproxy/haproxy.cfg").content_string
+    for web in WEB:
+        configured = set(re.findall(rf"^\s*server {web} \S+:80 maxconn (\d+)", config, re.M))
+        assert len(configured) == 1, configured
+        stat = lb.check_output(f"echo 'show stat' | socat stdio {SOCKET}").lstrip("# ").splitlines()
+        names = stat[0].split(",")
+        limits = {row["pxname"]: row["slim"] for row in (dict(zip(names, ln.split(","))) for ln in stat[1:] if ln)
+                  if row.get("svname") == web and row.get("pxname") in BACKENDS}
+        expected = next(iter(configured))
+        assert limits == {b: expected for b in BACKENDS}, limits
