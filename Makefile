@@ -14,17 +14,23 @@ LAB_DISTRO  ?= trixie
 LAB_IMAGE   ?= local/debian-systemd:$(LAB_DISTRO)
 # Distributions the whole-site scenario runs on in `make test` (role scenarios run on LAB_DISTRO).
 MATRIX_DISTROS ?= trixie bookworm
-# Scenarios run by `make test`, as <dir>:<scenario>; the last ones also run on every MATRIX_DISTROS.
+# Scenarios run by `make test`: every role's on LAB_DISTRO; the whole site (which also holds the
+# rolling deploys under load) on LAB_DISTRO and on every other MATRIX_DISTROS.
 ROLE_SCENARIOS   := $(sort $(patsubst %/molecule.yml,%,$(wildcard roles/*/molecule/*/molecule.yml)))
 MATRIX_SCENARIOS ?= molecule/site
-# Multi-host scenarios run on LAB_DISTRO only (the rolling deploys under load).
-TOP_SCENARIOS ?= molecule/deploy
 # Scenarios run at once by `make test` (each logs to .cache/logs/).
 JOBS ?= 2
+# The suite's order: the longest first (the whole site with its rolling deploys), the role scenarios,
+# then the whole site on the other distributions (it waits for the first one's containers to go).
+SUITE := $(foreach s,$(MATRIX_SCENARIOS),$(s)@$(LAB_IMAGE)) \
+	$(foreach s,$(filter-out $(MATRIX_SCENARIOS),$(ROLE_SCENARIOS)),$(s)@$(LAB_IMAGE)) \
+	$(foreach d,$(filter-out $(LAB_DISTRO),$(MATRIX_DISTROS)),$(foreach s,$(MATRIX_SCENARIOS),$(s)@local/debian-systemd:$(d)))
 
 export BUNDLE_ROOT := $(ROOT)
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 export PATH := $(BIN):$(PATH)
+# The rolling-deploy tests of the whole-site scenario run on the lab's image only.
+export ROLLOUT_TEST_IMAGE := $(LAB_IMAGE)
 export PY_COLORS ?= 0
 export ANSIBLE_FORCE_COLOR ?= 0
 
@@ -49,15 +55,24 @@ engine: ## Make sure a Docker engine answers (installs and starts Debian's docke
 
 .PHONY: tools
 tools: ## Install the load generator the deploy tests and the benchmarks use (wrk; root)
-	@scripts/ensure-wrk
+	@scripts/ensure-deb wrk wrk
+
+# One image per distribution; scripts/build-image rebuilds one only when its recipe changed.
+define build_images
+	@for d in $(1); do \
+	  img=$$( if [[ $$d == $(LAB_DISTRO) ]]; then echo "$(LAB_IMAGE)"; else echo "local/debian-systemd:$$d"; fi ); \
+	  if [[ $$img == local/* ]]; then scripts/build-image "$$d" "$$img"; \
+	  elif ! docker image inspect "$$img" >/dev/null 2>&1; then docker pull "$$img"; fi; \
+	done
+endef
 
 .PHONY: images
-images: engine ## Build the lab base images (Debian 13 and 12) unless LAB_IMAGE names a published one
-	@for d in $(sort $(LAB_DISTRO) $(MATRIX_DISTROS)); do \
-	  img=$$( [[ $$d == $(LAB_DISTRO) ]] && echo "$(LAB_IMAGE)" || echo "local/debian-systemd:$$d" ); \
-	  if [[ $$img == local/* ]]; then scripts/build-image "$$d" "$$img"; \
-	  else docker image inspect "$$img" >/dev/null 2>&1 || docker pull "$$img"; fi; \
-	done
+images: engine ## Build the lab's base image (LAB_DISTRO only) unless LAB_IMAGE names a published one
+	$(call build_images,$(LAB_DISTRO))
+
+.PHONY: test-images
+test-images: engine ## Build the base image of every distribution `make test` runs (LAB_DISTRO and MATRIX_DISTROS)
+	$(call build_images,$(sort $(LAB_DISTRO) $(MATRIX_DISTROS)))
 
 # ---- the lab --------------------------------------------------------------------------------
 .PHONY: lab
@@ -99,8 +114,14 @@ app-test: $(APP_VENV)/.installed ## The demo app's test suite (starts MariaDB an
 	cd app && $(APP_TEST_ENV) $(APP_VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 # ---- checks ----------------------------------------------------------------------------------
+# Every shell script the repository runs on the controller (by its #! line), for shellcheck; the
+# templated scripts under roles/ are Jinja and are checked on the hosts by their tests.
+SHELL_SCRIPTS = $(shell git ls-files -- scripts .ci app | xargs -r grep -lsE '^\#!.*\b(ba)?sh\b' 2>/dev/null)
+
 .PHONY: lint
-lint: venv ## yamllint, ansible-lint (production profile), syntax check of every playbook
+lint: venv ## shellcheck, yamllint, ansible-lint (production profile), syntax check of every playbook
+	@scripts/ensure-deb shellcheck shellcheck
+	shellcheck -S style $(SHELL_SCRIPTS)
 	yamllint --strict .
 	ansible-lint --offline
 	@for p in playbooks/*.yml; do \
@@ -113,18 +134,19 @@ scenario: venv images ## Run one scenario: make scenario S=roles/common/molecule
 	scripts/run-scenario "$(S)" "$(LAB_IMAGE)"
 
 .PHONY: scenarios
-scenarios: ## List the scenarios `make test` runs
-	@printf '%s\n' $(TOP_SCENARIOS) $(MATRIX_SCENARIOS) $(filter-out $(MATRIX_SCENARIOS),$(ROLE_SCENARIOS))
+scenarios: ## List the scenarios `make test` runs, as <scenario>@<image>
+	@printf '%s\n' $(SUITE)
+
+.PHONY: script-test
+script-test: venv engine ## Tests of the scripts themselves: exit statuses, the image build (root)
+	pytest -q -p no:cacheprovider tests
 
 .PHONY: test
-test: lint app-test images tools ## The whole suite: lint, the app's tests, every scenario on Debian 13, the whole site on Debian 12 too
-	JOBS=$(JOBS) scripts/run-suite "$(LAB_IMAGE)" $(TOP_SCENARIOS) $(MATRIX_SCENARIOS) $(filter-out $(MATRIX_SCENARIOS),$(ROLE_SCENARIOS))
-	@for d in $(filter-out $(LAB_DISTRO),$(MATRIX_DISTROS)); do \
-	  JOBS=$(JOBS) scripts/run-suite "local/debian-systemd:$$d" $(MATRIX_SCENARIOS) || exit 1; \
-	done
+test: lint script-test app-test test-images tools ## The whole suite: lint, script and app tests, every scenario; prints where the time went
+	JOBS=$(JOBS) scripts/run-suite $(SUITE)
 	@echo "make test: all scenarios passed"
 
 .PHONY: clean
 clean: ## Remove test containers left behind by an interrupted run
-	@ids=$$(docker ps -aq --filter label=owner=molecule 2>/dev/null); \
+	@ids=$$(docker ps -aq --filter label=owner=molecule 2>/dev/null || true); \
 	  [[ -z $$ids ]] || docker rm -f $$ids >/dev/null; echo "removed test containers: $${ids:-none}"
