@@ -1,6 +1,7 @@
 """seed_demo and refresh_hot_cache."""
 
 import io
+import re
 
 import pytest
 from django.core.cache import cache
@@ -10,6 +11,9 @@ from scoreboard.games import hot
 from scoreboard.games.models import League, Player, Score, Team
 
 pytestmark = pytest.mark.django_db
+
+# How the Ansible role django_app tells a seed that wrote data (django_app_seed_changed_regex).
+SEEDED = re.compile(r"^seeded\b", re.MULTILINE)
 
 
 def run(*args):
@@ -43,6 +47,37 @@ def test_seed_demo_is_deterministic_and_replaces_data():
     assert counts == [3, 7, 28, 140]
     run(*args[:-1], "--seed", "7")
     assert snapshot() != first
+
+
+def test_seed_demo_if_empty_seeds_only_an_empty_database():
+    args = ("seed_demo", "--teams", "4", "--players-per-team", "2", "--scores", "3", "--no-refresh")
+    assert not League.objects.exists()
+    output = run(*args, "--if-empty")
+    assert output.startswith("seeded 3 leagues, 4 teams, 8 players, 24 scores")
+    assert SEEDED.search(output)
+    first = snapshot()
+
+    # Data exists: nothing is deleted or added, whatever the arguments, and the output says so.
+    output = run(*args[:2], "9", "--seed", "7", "--if-empty")
+    assert output.startswith("nothing to do: the database already holds 3 leagues")
+    assert not SEEDED.search(output)
+    assert snapshot() == first
+    assert [m.objects.count() for m in (League, Team, Player, Score)] == [3, 4, 8, 24]
+
+    # Without --if-empty the data is still replaced.
+    assert run(*args[:2], "9", "--if-empty").startswith("nothing to do")
+    assert run(*args[:2], "9", "--no-refresh").startswith("seeded 3 leagues, 9 teams")
+    assert Team.objects.count() == 9
+
+
+def test_seed_demo_if_empty_seeds_after_the_data_is_gone():
+    args = ("seed_demo", "--teams", "2", "--players-per-team", "1", "--scores", "1")
+    run(*args, "--no-refresh")
+    for model in (Score, Player, Team, League):
+        model.objects.all().delete()
+    output = run(*args, "--if-empty")
+    assert output.startswith("seeded 3 leagues, 2 teams, 2 players, 2 scores")
+    assert hot.board.get().status == "hit"
 
 
 def test_seed_demo_refreshes_the_hot_cache():

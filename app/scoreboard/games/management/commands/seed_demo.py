@@ -23,7 +23,8 @@ def positive(value):
 class Command(BaseCommand):
     help = (
         "Replace all leagues, teams, players and scores with generated demo data. "
-        "The same arguments always give the same data."
+        "The same arguments always give the same data. With --if-empty, only a database "
+        "without leagues is seeded; one that holds data is left as it is."
     )
 
     def add_arguments(self, parser):
@@ -35,12 +36,28 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-refresh", action="store_true", help="do not refresh the hot cache"
         )
+        parser.add_argument(
+            "--if-empty",
+            action="store_true",
+            help=(
+                "seed only when the database holds no league yet; otherwise change nothing "
+                "(prints 'seeded ...' only when it seeded, so a deploy tool can tell)"
+            ),
+        )
 
     def handle(self, *args, leagues, teams, players_per_team, scores, seed, **options):
         if teams and not leagues:
             raise CommandError("teams need at least one league")
         rng = random.Random(seed)
         with transaction.atomic():
+            if options["if_empty"]:
+                existing = League.objects.count()
+                if existing:
+                    self.stdout.write(
+                        f"nothing to do: the database already holds {existing} leagues "
+                        "(--if-empty seeds an empty database only)"
+                    )
+                    return
             for model in (Score, Player, Team, League):
                 model.objects.all().delete()
             league_ids = self._create_leagues(leagues)
