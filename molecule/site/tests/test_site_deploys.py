@@ -17,6 +17,7 @@ import subprocess
 
 import pytest
 import yaml
+from helpers import playbook, recap
 
 testinfra_hosts = ["site-lb"]
 
@@ -41,22 +42,6 @@ DRAINED = 8  # srv_admin_state of a server drained through the Runtime API
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
-def playbook(name, *extra):
-    """Run one of the bundle's playbooks against this scenario's hosts: (return code, output)."""
-    inventory = pathlib.Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    proc = subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), str(BUNDLE / "playbooks" / name), *extra],
-        capture_output=True, text=True, timeout=1800, check=False,
-    )
-    return proc.returncode, proc.stdout + proc.stderr
-
-
-def recap(output):
-    """changed= and failed= per host from the play recap."""
-    found = re.findall(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", output, re.M)
-    return {h: (int(c), int(f)) for h, c, f in found}
-
-
 def release_source(tmp_path_factory, name, breakage=None):
     """A copy of the demo app that builds a release of its own; breakage edits the copy."""
     dst = tmp_path_factory.mktemp("src") / name

@@ -1,0 +1,78 @@
+"""The site as `make lab` leaves it: demo data seeded once, and a tuning report whose numbers are the
+ones the services run with. Runs before test_site.py and the rolling deploys (file order)."""
+
+import pathlib
+import re
+
+import yaml
+from helpers import playbook, recap
+
+testinfra_hosts = ["site-lb"]
+
+SCENARIO = yaml.safe_load((pathlib.Path(__file__).parents[1] / "molecule.yml").read_text())
+DOMAIN = SCENARIO["provisioner"]["inventory"]["group_vars"]["all"]["site_domain"]
+WEB = ["site-web1", "site-web2"]
+SOCKET = "/run/haproxy/admin.sock"
+
+
+def page(host, path):
+    out = host.check_output(f"curl -s -m 30 -w '\\n%{{http_code}}' -H 'Host: {DOMAIN}' 'http://127.0.0.1{path}'")
+    body, _, status = out.rpartition("\n")
+    return int(status), body
+
+
+def maxconn(host, web):
+    """The live per-server limit (show stat, column slim) of a web host in backend app."""
+    stat = host.check_output(f"echo 'show stat' | socat stdio {SOCKET}").lstrip("# ").splitlines()
+    names = stat[0].split(",")
+    rows = [dict(zip(names, ln.split(","))) for ln in stat[1:] if ln]
+    return int(next(r["slim"] for r in rows if r["pxname"] == "app" and r["svname"] == web))
+
+
+def test_pages_show_the_demo_data(host):
+    status, body = page(host, "/")
+    assert status == 200
+    assert "League 01" in body and "Player 0001-01" in body
+    status, body = page(host, "/leaderboard/")
+    assert status == 200
+    assert "Team 0" in body
+
+
+def test_seeding_again_changes_nothing(host):
+    web = host.get_host(f"docker://{WEB[0]}")
+    before = page(host, "/")
+    out = web.check_output("scoreboard-manage seed_demo --if-empty")
+    assert out.startswith("nothing to do"), out
+    assert page(host, "/") == before
+
+
+def test_tuning_report_matches_the_live_services(host):
+    rc, out = playbook("tuning-report.yml", "-e", "tuning_report_fail_on_drift=true")
+    assert rc == 0, out[-6000:]
+    assert "All live values match the computed ones." in out
+    assert all(changed == 0 and failed == 0 for changed, failed in recap(out).values()), recap(out)
+    for web in WEB:
+        # The concurrency the report prints is the one Apache runs and HAProxy limits the host to.
+        processes, threads, concurrency = map(int, re.search(
+            rf"^\s*{web}\s+WSGI processes x threads\s+(\d+) x (\d+) = (\d+)", out, re.M).groups())
+        site = host.get_host(f"docker://{web}").check_output("cat /etc/apache2/sites-available/*.conf")
+        assert re.search(rf"WSGIDaemonProcess \S+ processes={processes} threads={threads} ", site)
+        assert concurrency == processes * threads == maxconn(host, web)
+    # None of the scenario's secrets reaches the report's output.
+    for secret in ("molecule-app-password", "molecule-migrate-password", "molecule-stats-password"):
+        assert secret not in out
+
+
+def test_tuning_report_flags_a_limit_changed_by_hand(host):
+    web = WEB[0]
+    configured = maxconn(host, web)
+    for backend in ("app", "app_failopen"):
+        host.check_output(f"echo 'set maxconn server {backend}/{web} {configured + 1}' | socat stdio {SOCKET}")
+    try:
+        rc, out = playbook("tuning-report.yml", "-e", "tuning_report_fail_on_drift=true")
+        assert rc != 0
+        assert re.search(rf"^\s*{web}\s+HAProxy maxconn on site-lb\s+{configured}\s+{configured + 1}\s+DRIFT", out, re.M), out
+    finally:
+        for backend in ("app", "app_failopen"):
+            host.check_output(f"echo 'set maxconn server {backend}/{web} {configured}' | socat stdio {SOCKET}")
+    assert maxconn(host, web) == configured
