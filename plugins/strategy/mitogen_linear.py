@@ -1,0 +1,43 @@
+"""Strategy ``mitogen_linear``: Ansible's ``linear`` strategy, run through Mitogen for Ansible.
+
+The bundle's ``ansible.cfg`` and its Molecule configuration select this strategy. Mitogen keeps one
+Python interpreter per host for the whole run and sends modules to it, instead of starting a new
+connection and interpreter for every task; on the lab a no-op ``playbooks/site.yml`` ran about 3x
+faster with it (docs/testing.md, "Timing"). The plays, their order and their results are those of
+``linear``: only how a task reaches its host changes. Mitogen redirects the connection types it
+knows by their short names (``ssh``, ``local``, ``docker``); any other runs as in plain Ansible.
+
+Without the ``mitogen`` package (requirements.txt pins it), this falls back to Ansible's own
+``linear`` strategy with a warning, so a playbook never fails for want of it.
+Source: Mitogen for Ansible, "Installation" (https://mitogen.networkgenomics.com/ansible_detailed.html).
+"""
+
+from __future__ import annotations
+
+DOCUMENTATION = """
+    name: mitogen_linear
+    short_description: Ansible's linear strategy through Mitogen, or plain linear without it
+    description:
+        - Task execution is the same as linear; Mitogen, when installed, keeps one interpreter per
+          host for the whole run.
+    author: the bundle's maintainers
+"""
+
+try:
+    from ansible_mitogen.plugins.strategy.mitogen_linear import StrategyModule
+except ImportError as error:
+    from ansible.plugins.strategy.linear import StrategyModule as _Linear
+    from ansible.utils.display import Display
+
+    _WHY = str(error)
+
+    class StrategyModule(_Linear):
+        """Ansible's linear strategy, after a warning that Mitogen could not be imported."""
+
+        def run(self, iterator, play_context):
+            Display().warning(f"mitogen_linear: Mitogen is not importable ({_WHY}); running Ansible's "
+                              "plain linear strategy (slower). Install requirements.txt into the "
+                              "controller's virtualenv (make venv).")
+            return super().run(iterator, play_context)
+
+__all__ = ["StrategyModule"]
