@@ -1,12 +1,49 @@
-"""Helpers the whole-site scenario's test files share: running the bundle's playbooks against the
-scenario's hosts from this machine, as an operator would, and reading their play recap."""
+"""Helpers the whole-site scenario's test files share: the scenario's names, HTTP through the
+balancer (as a client) or to one web host (its direct vhost), HAProxy's Runtime API, and running the
+bundle's playbooks against the scenario's hosts from this machine, as an operator would."""
 
 import os
 import pathlib
 import re
 import subprocess
 
+import yaml
+
 BUNDLE = pathlib.Path(__file__).resolve().parents[3]
+SCENARIO = yaml.safe_load((pathlib.Path(__file__).resolve().parents[1] / "molecule.yml").read_text())
+DOMAIN = SCENARIO["provisioner"]["inventory"]["group_vars"]["all"]["site_domain"]
+WEB = ["site-web1", "site-web2"]
+BACKENDS = ("app", "app_failopen")
+SOCKET = "/run/haproxy/admin.sock"
+
+
+def get(host, path="/", vhost=DOMAIN, extra=""):
+    """One request from host to the balancer on 127.0.0.1: (status, {lower-case header: value}, body).
+
+    vhost picks the site (DOMAIN) or one web host (f"{web}.direct.{DOMAIN}"); extra is added to curl's
+    arguments as is."""
+    out = host.check_output(f"curl -s -m 30 -D - -H 'Host: {vhost}' {extra} 'http://127.0.0.1{path}'")
+    head, _, body = out.replace("\r\n", "\n").partition("\n\n")
+    lines = head.split("\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def api(host, command):
+    """The Runtime API's answer to one command, on the balancer host."""
+    return host.check_output(f"echo '{command}' | socat stdio {SOCKET}")
+
+
+def stat_rows(host):
+    """`show stat` as a list of {column: value}, one per proxy or server."""
+    lines = api(host, "show stat").lstrip("# ").splitlines()
+    names = lines[0].split(",")
+    return [dict(zip(names, ln.split(","))) for ln in lines[1:] if ln]
+
+
+def server_limits(host, web):
+    """{backend: live per-server maxconn (column slim) as text} of a web host in each app backend."""
+    return {r["pxname"]: r["slim"] for r in stat_rows(host) if r.get("svname") == web and r.get("pxname") in BACKENDS}
 
 
 def playbook(name, *extra):

@@ -1,46 +1,30 @@
 """The site as `make lab` leaves it: demo data seeded once, and a tuning report whose numbers are the
 ones the services run with. Runs before test_site.py and the rolling deploys (file order)."""
 
-import pathlib
 import re
 
-import yaml
-from helpers import playbook, recap
+from helpers import BACKENDS, WEB, api, get, playbook, recap, server_limits
 
 testinfra_hosts = ["site-lb"]
-
-SCENARIO = yaml.safe_load((pathlib.Path(__file__).parents[1] / "molecule.yml").read_text())
-DOMAIN = SCENARIO["provisioner"]["inventory"]["group_vars"]["all"]["site_domain"]
-WEB = ["site-web1", "site-web2"]
-SOCKET = "/run/haproxy/admin.sock"
-
-
-def page(host, path):
-    out = host.check_output(f"curl -s -m 30 -w '\\n%{{http_code}}' -H 'Host: {DOMAIN}' 'http://127.0.0.1{path}'")
-    body, _, status = out.rpartition("\n")
-    return int(status), body
 
 
 def maxconn(host, web):
     """The live per-server limit (show stat, column slim) of a web host in backend app."""
-    stat = host.check_output(f"echo 'show stat' | socat stdio {SOCKET}").lstrip("# ").splitlines()
-    names = stat[0].split(",")
-    rows = [dict(zip(names, ln.split(","))) for ln in stat[1:] if ln]
-    return int(next(r["slim"] for r in rows if r["pxname"] == "app" and r["svname"] == web))
+    return int(server_limits(host, web)["app"])
 
 
 def test_pages_show_the_demo_data(host):
-    status, body = page(host, "/")
+    status, _, body = get(host, "/")
     assert status == 200
     assert "League 01" in body and "Player 0001-01" in body
-    status, body = page(host, "/leaderboard/")
+    status, _, body = get(host, "/leaderboard/")
     assert status == 200
     assert "Team 0" in body
 
 
 def data(host, path):
     """A page without its footer, which names the release and the web host that served it."""
-    status, body = page(host, path)
+    status, _, body = get(host, path)
     return status, re.sub(r"<footer>.*?</footer>", "", body, flags=re.S)
 
 
@@ -72,13 +56,13 @@ def test_tuning_report_matches_the_live_services(host):
 def test_tuning_report_flags_a_limit_changed_by_hand(host):
     web = WEB[0]
     configured = maxconn(host, web)
-    for backend in ("app", "app_failopen"):
-        host.check_output(f"echo 'set maxconn server {backend}/{web} {configured + 1}' | socat stdio {SOCKET}")
+    for backend in BACKENDS:
+        api(host, f"set maxconn server {backend}/{web} {configured + 1}")
     try:
         rc, out = playbook("tuning-report.yml", "-e", "tuning_report_fail_on_drift=true")
         assert rc != 0
         assert re.search(rf"^\s*{web}\s+HAProxy maxconn on site-lb\s+{configured}\s+{configured + 1}\s+DRIFT", out, re.M), out
     finally:
-        for backend in ("app", "app_failopen"):
-            host.check_output(f"echo 'set maxconn server {backend}/{web} {configured}' | socat stdio {SOCKET}")
+        for backend in BACKENDS:
+            api(host, f"set maxconn server {backend}/{web} {configured}")
     assert maxconn(host, web) == configured

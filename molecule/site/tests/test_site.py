@@ -1,36 +1,16 @@
 """The whole site through its balancer, tested from the balancer host as a client would."""
 
-import pathlib
 import re
 
 import pytest
-import yaml
+from helpers import BACKENDS, DOMAIN, WEB, api, get
 
 testinfra_hosts = ["site-lb"]
-
-SCENARIO = yaml.safe_load((pathlib.Path(__file__).parents[1] / "molecule.yml").read_text())
-DOMAIN = SCENARIO["provisioner"]["inventory"]["group_vars"]["all"]["site_domain"]
-WEB = ["site-web1", "site-web2"]
-URL = "http://127.0.0.1"
-SOCKET = "/run/haproxy/admin.sock"
-
-
-def get(host, path="/", vhost=DOMAIN, extra=""):
-    """Status, headers (lower-case names) and body of one request through the balancer."""
-    out = host.check_output(f"curl -s -m 30 -D - -H 'Host: {vhost}' {extra} '{URL}{path}'")
-    head, _, body = out.replace("\r\n", "\n").partition("\n\n")
-    lines = head.split("\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
-    return int(lines[0].split()[1]), headers, body
-
-
-def api(host, command):
-    return host.check_output(f"echo '{command}' | socat stdio {SOCKET}")
 
 
 def set_state(host, server, state):
     """Drain, put in maintenance or make ready a web host in every app backend, as deploys do."""
-    for backend in ("app", "app_failopen"):
+    for backend in BACKENDS:
         api(host, f"set server {backend}/{server} state {state}")
 
 

@@ -1,23 +1,23 @@
 """Rolling deploys and rollbacks of the whole site while wrk loads the balancer.
 
-They run after test_site.py (which only reads the converged site), on the same hosts, so the
-whole site is converged once for both. The tests run in file order and build on each other, as an operator's day would: a full rolling
-deploy under load, the same deploy again (nothing changes), a release that fails to import (the
-rollout stops at the first host, rollback.yml restores it), a canary whose release answers 5xx on a
-page (the soak catches it), and a canary that passes. playbooks/deploy.yml and rollback.yml run from
-this machine against the scenario's hosts, as `ansible-playbook` would in production.
+They run after test_site.py (which only reads the converged site), on the same hosts, so the whole
+site is converged once for both. The tests run in file order and build on each other, as an
+operator's day would: a bad batch size (refused before any change), a full rolling deploy under
+load, the same deploy again (nothing changes), a release whose migrations fail (no host switches), a
+release that fails to import (the rollout stops at the first host, rollback.yml restores it), a
+canary whose release answers 5xx on a page (the soak catches it), and a canary that passes.
+playbooks/deploy.yml and rollback.yml run from this machine against the scenario's hosts, as
+`ansible-playbook` would in production.
 """
 
 import os
-import pathlib
 import re
 import shutil
 import signal
 import subprocess
 
 import pytest
-import yaml
-from helpers import playbook, recap
+from helpers import BACKENDS, BUNDLE, DOMAIN, WEB, api, get, playbook, recap, server_limits
 
 testinfra_hosts = ["site-lb"]
 
@@ -28,14 +28,7 @@ pytestmark = pytest.mark.skipif(
     reason="rolling deploys are tested on ROLLOUT_TEST_IMAGE only",
 )
 
-SCENARIO_DIR = pathlib.Path(__file__).resolve().parents[1]
-BUNDLE = SCENARIO_DIR.parents[1]
-SCENARIO = yaml.safe_load((SCENARIO_DIR / "molecule.yml").read_text())
-DOMAIN = SCENARIO["provisioner"]["inventory"]["group_vars"]["all"]["site_domain"]
-WEB = ["site-web1", "site-web2"]
 FIRST, REST = WEB[0], WEB[1:]
-BACKENDS = ("app", "app_failopen")
-SOCKET = "/run/haproxy/admin.sock"
 APP_ROOT = "/srv/scoreboard"
 CONNECTIONS = 32
 DRAINED = 8  # srv_admin_state of a server drained through the Runtime API
@@ -112,15 +105,13 @@ def webs(host):
 
 def direct(lb, web, path="/healthz"):
     """Status, X-Release and body of a request to one web host through its direct vhost."""
-    out = lb.check_output(f"curl -s -m 30 -D - -H 'Host: {web}.direct.{DOMAIN}' 'http://127.0.0.1{path}'")
-    head, _, body = out.replace("\r\n", "\n").partition("\n\n")
-    release = re.search(r"^x-release:\s*(\S+)", head, re.I | re.M)
-    return int(head.split()[1]), release.group(1) if release else None, body.strip()
+    status, headers, body = get(lb, path, vhost=f"{web}.direct.{DOMAIN}")
+    return status, headers.get("x-release"), body.strip()
 
 
 def admin_states(lb, web):
     """srv_admin_state of the web host in each app backend (0: in service; 8: drained; 1: maint)."""
-    out = lb.check_output(f"echo 'show servers state' | socat stdio {SOCKET}")
+    out = api(lb, "show servers state")
     return {f[1]: int(f[6]) for f in (ln.split() for ln in out.splitlines())
             if len(f) > 6 and f[1] in BACKENDS and f[3] == web}
 
@@ -283,16 +274,13 @@ def test_good_canary_goes_to_full_weight_and_the_rest_follow(lb, webs, tmp_path_
         assert direct(lb, web)[:2] == (200, "v3")
         assert_in_service(lb, web)
         for backend in BACKENDS:
-            weight = lb.check_output(f"echo 'get weight {backend}/{web}' | socat stdio {SOCKET}")
+            weight = api(lb, f"get weight {backend}/{web}")
             assert weight.startswith("100 "), weight
     # The canary's connection limit, cut to its share during the soak, is the configured one again.
     config = lb.file("/etc/haproxy/haproxy.cfg").content_string
     for web in WEB:
         configured = set(re.findall(rf"^\s*server {web} \S+:80 maxconn (\d+)", config, re.M))
         assert len(configured) == 1, configured
-        stat = lb.check_output(f"echo 'show stat' | socat stdio {SOCKET}").lstrip("# ").splitlines()
-        names = stat[0].split(",")
-        limits = {row["pxname"]: row["slim"] for row in (dict(zip(names, ln.split(","))) for ln in stat[1:] if ln)
-                  if row.get("svname") == web and row.get("pxname") in BACKENDS}
+        limits = server_limits(lb, web)
         expected = next(iter(configured))
         assert limits == {b: expected for b in BACKENDS}, limits
