@@ -8,7 +8,10 @@ faster with it (docs/testing.md, "Timing"). The plays, their order and their res
 knows by their short names (``ssh``, ``local``, ``docker``); any other runs as in plain Ansible.
 
 Without the ``mitogen`` package (requirements.txt pins it), this falls back to Ansible's own
-``linear`` strategy with a warning, so a playbook never fails for want of it.
+``linear`` strategy with a warning, so a playbook does not fail for want of it (a Mitogen that is
+installed but broken still fails the run, which is wanted). Where Mitogen differs from plain Ansible
+(sudo's command line, one task at a time per host and account) is listed in its documentation,
+"Noteworthy Differences"; the bundle's own workaround is in roles/common (python3-apt first).
 Source: Mitogen for Ansible, "Installation" (https://mitogen.networkgenomics.com/ansible_detailed.html).
 """
 
