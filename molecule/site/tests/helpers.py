@@ -5,6 +5,7 @@ bundle's playbooks against the scenario's hosts from this machine, as an operato
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 
 import yaml
@@ -54,6 +55,12 @@ def playbook(name, *extra):
         capture_output=True, text=True, timeout=1800, check=False,
     )
     return proc.returncode, proc.stdout + proc.stderr
+
+
+def forget_facts():
+    """Remove the scenario's fact cache (molecule.yml: fact_caching_connection), as on a controller
+    that never ran site.yml: a playbook must not need it."""
+    shutil.rmtree(pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "facts", ignore_errors=True)
 
 
 def recap(output):

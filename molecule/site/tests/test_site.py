@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from helpers import BACKENDS, DOMAIN, WEB, api, get
+from helpers import BACKENDS, DOMAIN, WEB, api, forget_facts, get, playbook, recap
 
 testinfra_hosts = ["site-lb"]
 
@@ -82,3 +82,13 @@ def test_site_answers_when_every_health_check_fails(host):
 def test_stats_refuse_anonymous_users(host):
     out = host.check_output("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8404/")
     assert out == "401"
+
+
+@pytest.mark.parametrize("tier", ["dbservers", "cacheservers", "webservers", "loadbalancers"])
+def test_tier_playbook_alone_needs_no_fact_cache_and_changes_nothing(host, tier):
+    """Each tier that sizes itself from another tier computes what it needs in its own run."""
+    forget_facts()
+    rc, out = playbook(f"{tier}.yml")
+    assert rc == 0, out[-6000:]
+    changed = {h: c for h, (c, _) in recap(out).items()}
+    assert changed and set(changed.values()) == {0}, changed
