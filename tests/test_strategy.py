@@ -77,3 +77,39 @@ def test_a_playbook_runs_to_the_end_without_mitogen(tmp_path):
     assert proc.returncode == 0, out
     assert "ran-without-mitogen" in out
     assert "Mitogen is not importable" in out
+
+
+def test_async_docker_tasks_on_the_controller_finish(tmp_path):
+    """Molecule's docker driver creates and removes containers with async community.docker tasks on
+    localhost; through Mitogen's local connection those never finished (every scenario hung in its
+    first destroy), so the strategy keeps the controller on Ansible's own local connection."""
+    play = tmp_path / "play.yml"
+    play.write_text(textwrap.dedent("""
+        - name: Async tasks on the controller, as Molecule's create and destroy run them
+          hosts: localhost
+          connection: local
+          gather_facts: false
+          tasks:
+            - name: Remove containers that do not exist, in the background
+              community.docker.docker_container:
+                name: "{{ item }}"
+                state: absent
+              loop: [bundle-strategy-test-a, bundle-strategy-test-b]
+              async: 300
+              poll: 0
+              register: jobs
+            - name: Wait for each
+              ansible.builtin.async_status:
+                jid: "{{ item.ansible_job_id }}"
+              register: job
+              until: job is finished
+              retries: 30
+              delay: 1
+              loop: "{{ jobs.results }}"
+    """))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}",
+                           str(play)], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "failed=0" in out

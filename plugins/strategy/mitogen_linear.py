@@ -5,7 +5,8 @@ Python interpreter per host for the whole run and sends modules to it, instead o
 connection and interpreter for every task; on the lab a no-op ``playbooks/site.yml`` ran about 3x
 faster with it (docs/testing.md, "Timing"). The plays, their order and their results are those of
 ``linear``: only how a task reaches its host changes. Mitogen redirects the connection types it
-knows by their short names (``ssh``, ``local``, ``docker``); any other runs as in plain Ansible.
+knows by their short names (``ssh``, ``docker``); any other, and ``local`` (see below), runs as in
+plain Ansible.
 
 Without the ``mitogen`` package (requirements.txt pins it), this falls back to Ansible's own
 ``linear`` strategy with a warning, so a playbook does not fail for want of it (a Mitogen that is
@@ -27,7 +28,15 @@ DOCUMENTATION = """
 """
 
 try:
+    import ansible_mitogen.strategy as _mitogen_strategy
     from ansible_mitogen.plugins.strategy.mitogen_linear import StrategyModule
+
+    # Tasks on the controller itself (connection local: the app's build, Molecule's create and
+    # destroy) stay on Ansible's own local connection, which costs no remote round trip anyway:
+    # through Mitogen, an async community.docker module on localhost (how Molecule's docker driver
+    # creates and removes containers) never finishes. Mitogen reads this tuple at each connection.
+    _mitogen_strategy.REDIRECTED_CONNECTION_PLUGINS = tuple(
+        name for name in _mitogen_strategy.REDIRECTED_CONNECTION_PLUGINS if name != "local")
 except ImportError as error:
     from ansible.plugins.strategy.linear import StrategyModule as _Linear
     from ansible.utils.display import Display
