@@ -108,7 +108,8 @@ def test_async_docker_tasks_on_the_controller_finish(tmp_path):
               loop: "{{ jobs.results }}"
     """))
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}",
+    playbook = Path(sys.executable).parent / "ansible-playbook"
+    proc = subprocess.run([str(playbook), "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}",
                            str(play)], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
