@@ -141,8 +141,22 @@ scenarios: ## List the scenarios `make test` runs, as <scenario>@<image>
 script-test: venv engine ## Tests of the scripts themselves: exit statuses, the image build (root)
 	pytest -q -p no:cacheprovider tests
 
+# Every Debian package `make test` needs on this machine, installed one after the other before the
+# checks below run side by side (two apt-get runs at once would fail on apt's lock): wrk, shellcheck,
+# debootstrap for the images, MariaDB and memcached for the app's tests.
+.PHONY: test-deps
+test-deps: engine
+	@scripts/ensure-deb wrk wrk
+	@scripts/ensure-deb shellcheck shellcheck
+	@scripts/ensure-deb debootstrap debootstrap
+	@scripts/ensure-deb mariadbd mariadb-server
+	@scripts/ensure-deb memcached memcached
+
+# Lint, the script and app tests and the image builds share nothing, so they run side by side (each
+# target's output is printed whole when it ends); then the scenarios, JOBS at a time.
 .PHONY: test
-test: lint script-test app-test test-images tools ## The whole suite: lint, script and app tests, every scenario; prints where the time went
+test: venv test-deps ## The whole suite: lint, script and app tests, every scenario; prints where the time went
+	$(MAKE) --no-print-directory --output-sync=target -j4 lint script-test app-test test-images
 	JOBS=$(JOBS) scripts/run-suite $(SUITE)
 	@echo "make test: all scenarios passed"
 

@@ -11,6 +11,7 @@ playbooks/deploy.yml and rollback.yml run from this machine against the scenario
 """
 
 import os
+import pathlib
 import re
 import shutil
 import signal
@@ -31,6 +32,11 @@ pytestmark = pytest.mark.skipif(
 FIRST, REST = WEB[0], WEB[1:]
 APP_ROOT = "/srv/scoreboard"
 CONNECTIONS = 32
+# Each connection's pause between requests (paced.lua): 32 connections x 1 request/s is a steady load
+# well below what the two web hosts serve, so it is never the deploy's bottleneck, and every drain,
+# switch and re-admission still has dozens of requests in flight.
+DELAY_MS = 1000
+PACED = pathlib.Path(__file__).with_name("paced.lua")
 DRAINED = 8  # srv_admin_state of a server drained through the Runtime API
 
 
@@ -51,16 +57,18 @@ def deploy(source, release, *extra):
 
 
 class Load:
-    """wrk through the balancer's public frontend, from this machine, until stop()."""
+    """wrk through the balancer's public frontend, from this machine, until stop(): CONNECTIONS
+    connections, each pausing DELAY_MS between its requests."""
 
     def __init__(self, path="/"):
         address = subprocess.run(
             ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "site-lb"],
             capture_output=True, text=True, check=True).stdout.strip()
         self.proc = subprocess.Popen(
-            ["wrk", "-t2", f"-c{CONNECTIONS}", "-d3600s", "--timeout", "30s", "-H", f"Host: {DOMAIN}",
-             f"http://{address}{path}"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            ["wrk", "-t2", f"-c{CONNECTIONS}", "-d3600s", "--timeout", "30s", "-s", str(PACED),
+             "-H", f"Host: {DOMAIN}", f"http://{address}{path}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "WRK_DELAY_MS": str(DELAY_MS)})
 
     def stop(self):
         """wrk prints its summary on SIGINT: requests, non-2xx/3xx responses, socket errors."""
