@@ -138,7 +138,7 @@ scenarios: ## List the scenarios `make test` runs, as <scenario>@<image>
 	@printf '%s\n' $(SUITE)
 
 .PHONY: script-test
-script-test: venv engine ## Tests of the scripts themselves: exit statuses, the image build (root)
+script-test: venv engine ## Tests of the controller's code: the scripts' exit statuses, the image build (root), the plugins
 	pytest -q -p no:cacheprovider tests
 
 # Every Debian package `make test` needs on this machine, installed one after the other before the

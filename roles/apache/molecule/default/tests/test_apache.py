@@ -1,4 +1,4 @@
-"""The apache role on a converged web host: prefork sized from the host's facts, WSGI processes that
+"""The apache role on a converged web host: prefork sized from what the host can use, WSGI processes that
 stay alive, the vhosts, files served without Python, and a reload under load that fails nothing."""
 
 import os
@@ -28,24 +28,50 @@ def hvars(host):
     return {**DEFAULTS, **inventory}
 
 
+# The web host's container limits (molecule.yml): the host is sized as a 1-CPU, 3 GiB machine.
+SCENARIO = yaml.safe_load((pathlib.Path(__file__).parents[1] / "molecule.yml").read_text())
+LIMITS = {p["name"]: p for p in SCENARIO["platforms"]}
+CPUS, MEMORY_MB = 1, 3072
+
+
 @pytest.fixture(scope="module")
 def facts(host):
     return host.ansible("setup", "gather_subset=!all,hardware,network")["ansible_facts"]
 
 
 @pytest.fixture(scope="module")
-def sizing(hvars, facts):
-    """What the role's formula gives for this host, computed here from the facts and the defaults."""
+def usable(facts):
+    """The CPUs and MiB the web host can use: the machine's, cut by the container's limits."""
+    return min(int(facts["ansible_processor_vcpus"]), CPUS), min(int(facts["ansible_memtotal_mb"]), MEMORY_MB)
+
+
+def test_the_scenario_limits_the_web_host():
+    assert (LIMITS["apache-web1"]["cpus"], LIMITS["apache-web1"]["memory"]) == (CPUS, f"{MEMORY_MB}m")
+
+
+def test_sizing_follows_the_container_limits_not_the_machine(host, facts, usable):
+    """processor_vcpus and memtotal_mb show the whole machine inside the container; the sizing
+    must not: it reads the cgroup's CPU quota and memory limit. The prefork file says what it used."""
+    if int(facts["ansible_memtotal_mb"]) <= MEMORY_MB:
+        pytest.skip(f"this machine has no more than the container's {MEMORY_MB} MiB")
+    config = host.file("/etc/apache2/conf-available/site-prefork.conf").content_string
+    vcpus, memtotal_mb = usable
+    assert f"# {memtotal_mb} MiB, from a memory limit of {MEMORY_MB} MiB." in config, config
+    if int(facts["ansible_processor_vcpus"]) > CPUS:
+        assert f"use: {vcpus} CPU(s), from a CPU quota of 1 CPU;" in config, config
+
+
+@pytest.fixture(scope="module")
+def sizing(hvars, usable):
+    """What the role's formula gives for this host, computed here from the container's limits and the
+    defaults."""
+    vcpus, memtotal_mb = usable
     daemon = hvars["apache_wsgi_mode"] == "daemon"
     threads = int(hvars["apache_wsgi_threads"]) if daemon else 1
     proxy_mb = int(hvars["apache_prefork_process_memory_mb"]) if daemon else 0
     extra = int(hvars["apache_prefork_extra_workers"]) if daemon else 0
-    available = (
-        int(facts["ansible_memtotal_mb"])
-        - int(hvars["apache_os_reserved_memory_mb"])
-        - int(hvars["apache_colocated_memory_mb"])
-    )
-    cpu_limit = int(facts["ansible_processor_vcpus"]) * int(hvars["apache_wsgi_processes_per_cpu"])
+    available = memtotal_mb - int(hvars["apache_os_reserved_memory_mb"]) - int(hvars["apache_colocated_memory_mb"])
+    cpu_limit = vcpus * int(hvars["apache_wsgi_processes_per_cpu"])
     per_process = int(hvars["apache_wsgi_process_memory_mb"]) + threads * proxy_mb
     memory_limit = max((available - extra * proxy_mb) // per_process, 0)
     if hvars["apache_wsgi_processes"] is not None:

@@ -42,6 +42,9 @@ def test_bad_input_stops_before_any_change(host, extra_vars, message):
     before = state(host)
     env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
     env["ANSIBLE_ROLES_PATH"] = str(ROLES)
+    # The bundle's own modules and filters (host_resources, wsgi_sizing), which its ansible.cfg names.
+    env["ANSIBLE_LIBRARY"] = str(ROLES.parent / "plugins" / "modules")
+    env["ANSIBLE_FILTER_PLUGINS"] = str(ROLES.parent / "plugins" / "filter")
     env["ANSIBLE_NOCOLOR"] = "1"
     playbook = shutil.which("ansible-playbook") or str(pathlib.Path(sys.executable).parent / "ansible-playbook")
     run = subprocess.run(

@@ -4,6 +4,9 @@ import pytest
 
 testinfra_hosts = ["ansible://mysql-db"]
 
+# The database host's container memory limit (molecule.yml), in MiB.
+MEMORY_MB = 2048
+
 
 def sql(host, query, *args):
     """Run a query as root over the unix socket; tab-separated rows."""
@@ -44,7 +47,7 @@ def test_running_server_has_the_computed_settings(host, db_vars, db_facts, expec
         "@@innodb_buffer_pool_size, @@thread_cache_size",
     ).split()
     step = 128
-    usable = db_facts["ansible_memtotal_mb"] - int(db_vars["mysql_os_reserved_memory_mb"])
+    usable = min(db_facts["ansible_memtotal_mb"], MEMORY_MB) - int(db_vars["mysql_os_reserved_memory_mb"])
     pool_mb = max(int(usable * float(db_vars["mysql_innodb_buffer_pool_ratio"]) / step) * step, step)
     wait = int(db_vars["mysql_wait_timeout"])
     assert [int(v) for v in row] == [
@@ -55,6 +58,16 @@ def test_running_server_has_the_computed_settings(host, db_vars, db_facts, expec
         pool_mb * 1024 * 1024,
         expected_max_connections,
     ]
+
+
+def test_buffer_pool_follows_the_memory_limit_not_the_machine(host, db_facts):
+    """memtotal_mb shows the whole machine inside the container; the config file says what the
+    buffer pool was computed from: the cgroup's memory limit."""
+    if db_facts["ansible_memtotal_mb"] <= MEMORY_MB:
+        pytest.skip(f"this machine has no more than the container's {MEMORY_MB} MiB")
+    config = host.file("/etc/mysql/mariadb.conf.d/90-site.cnf").content_string
+    assert f"RAM {MEMORY_MB} MiB" in config, config
+    assert f"RAM is what the host can use: a memory limit of {MEMORY_MB} MiB." in config, config
 
 
 def test_app_reuse_time_is_below_the_server_timeout(db_vars):
