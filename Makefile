@@ -20,11 +20,12 @@ ROLE_SCENARIOS   := $(sort $(patsubst %/molecule.yml,%,$(wildcard roles/*/molecu
 MATRIX_SCENARIOS ?= molecule/site
 # Scenarios run at once by `make test` (each logs to .cache/logs/).
 JOBS ?= 2
-# The suite's order: the longest first (the whole site with its rolling deploys), the role scenarios,
-# then the whole site on the other distributions (it waits for the first one's containers to go).
+# The suite's order: the whole site first, on the lab's distribution (the longest, with its rolling
+# deploys) and on the others (its container names end in the distribution, so they run at once),
+# then the role scenarios.
 SUITE := $(foreach s,$(MATRIX_SCENARIOS),$(s)@$(LAB_IMAGE)) \
-	$(foreach s,$(filter-out $(MATRIX_SCENARIOS),$(ROLE_SCENARIOS)),$(s)@$(LAB_IMAGE)) \
-	$(foreach d,$(filter-out $(LAB_DISTRO),$(MATRIX_DISTROS)),$(foreach s,$(MATRIX_SCENARIOS),$(s)@local/debian-systemd:$(d)))
+	$(foreach d,$(filter-out $(LAB_DISTRO),$(MATRIX_DISTROS)),$(foreach s,$(MATRIX_SCENARIOS),$(s)@local/debian-systemd:$(d))) \
+	$(foreach s,$(filter-out $(MATRIX_SCENARIOS),$(ROLE_SCENARIOS)),$(s)@$(LAB_IMAGE))
 
 export BUNDLE_ROOT := $(ROOT)
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg

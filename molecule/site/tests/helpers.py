@@ -8,14 +8,26 @@ import re
 import shutil
 import subprocess
 
+import pytest
 import yaml
 
 BUNDLE = pathlib.Path(__file__).resolve().parents[3]
 SCENARIO = yaml.safe_load((pathlib.Path(__file__).resolve().parents[1] / "molecule.yml").read_text())
 DOMAIN = SCENARIO["provisioner"]["inventory"]["group_vars"]["all"]["site_domain"]
-WEB = ["site-web1", "site-web2"]
+# The hosts' names end in the distribution (molecule.yml: SCENARIO_SUFFIX, set by scripts/run-scenario).
+SUFFIX = os.environ.get("SCENARIO_SUFFIX", "")
+LB = f"site-lb{SUFFIX}"
+WEB = [f"site-web1{SUFFIX}", f"site-web2{SUFFIX}"]
 BACKENDS = ("app", "app_failopen")
 SOCKET = "/run/haproxy/admin.sock"
+
+# Tests of the bundle's own logic rather than of a distribution (rolling deploys, playbooks run with
+# no fact cache) run on one image only: ROLLOUT_TEST_IMAGE, the lab's (set by the Makefile). The
+# scenario's other distributions run the rest.
+lab_image_only = pytest.mark.skipif(
+    os.environ.get("ROLLOUT_TEST_IMAGE", os.environ.get("LAB_IMAGE")) != os.environ.get("LAB_IMAGE"),
+    reason="runs on ROLLOUT_TEST_IMAGE (the lab's image) only",
+)
 
 
 def get(host, path="/", vhost=DOMAIN, extra=""):

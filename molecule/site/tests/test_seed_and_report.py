@@ -3,9 +3,9 @@ ones the services run with. Runs before test_site.py and the rolling deploys (fi
 
 import re
 
-from helpers import BACKENDS, WEB, api, get, playbook, recap, server_limits
+from helpers import BACKENDS, LB, WEB, api, get, playbook, recap, server_limits
 
-testinfra_hosts = ["site-lb"]
+testinfra_hosts = [LB]
 
 
 def maxconn(host, web):
@@ -61,7 +61,7 @@ def test_tuning_report_flags_a_limit_changed_by_hand(host):
     try:
         rc, out = playbook("tuning-report.yml", "-e", "tuning_report_fail_on_drift=true")
         assert rc != 0
-        assert re.search(rf"^\s*{web}\s+HAProxy maxconn on site-lb\s+{configured}\s+{configured + 1}\s+DRIFT", out, re.M), out
+        assert re.search(rf"^\s*{web}\s+HAProxy maxconn on {LB}\s+{configured}\s+{configured + 1}\s+DRIFT", out, re.M), out
     finally:
         for backend in BACKENDS:
             api(host, f"set maxconn server {backend}/{web} {configured}")

@@ -3,9 +3,9 @@
 import re
 
 import pytest
-from helpers import BACKENDS, DOMAIN, WEB, api, forget_facts, get, playbook, recap
+from helpers import BACKENDS, DOMAIN, LB, WEB, api, forget_facts, get, lab_image_only, playbook, recap
 
-testinfra_hosts = ["site-lb"]
+testinfra_hosts = [LB]
 
 
 def set_state(host, server, state):
@@ -57,13 +57,14 @@ def test_direct_vhost_reaches_exactly_that_host(host, web):
 
 
 def test_drained_host_gets_no_traffic_but_answers_directly(host):
-    set_state(host, "site-web1", "drain")
+    drained, other = WEB
+    set_state(host, drained, "drain")
     try:
-        assert {get(host, "/")[1]["x-served-by"] for _ in range(6)} == {"site-web2"}
-        status, headers, _ = get(host, "/", vhost=f"site-web1.direct.{DOMAIN}")
-        assert (status, headers["x-served-by"]) == (200, "site-web1")
+        assert {get(host, "/")[1]["x-served-by"] for _ in range(6)} == {other}
+        status, headers, _ = get(host, "/", vhost=f"{drained}.direct.{DOMAIN}")
+        assert (status, headers["x-served-by"]) == (200, drained)
     finally:
-        set_state(host, "site-web1", "ready")
+        set_state(host, drained, "ready")
 
 
 def test_site_answers_when_every_health_check_fails(host):
@@ -84,6 +85,7 @@ def test_stats_refuse_anonymous_users(host):
     assert out == "401"
 
 
+@lab_image_only
 @pytest.mark.parametrize("tier", ["dbservers", "cacheservers", "webservers", "loadbalancers"])
 def test_tier_playbook_alone_needs_no_fact_cache_and_changes_nothing(host, tier):
     """Each tier that sizes itself from another tier computes what it needs in its own run."""

@@ -3,9 +3,12 @@
 They run after test_site.py (which only reads the converged site), on the same hosts, so the whole
 site is converged once for both. The tests run in file order and build on each other, as an
 operator's day would: a bad batch size (refused before any change), a full rolling deploy under
-load, the same deploy again (nothing changes), a release whose migrations fail (no host switches), a
-release that fails to import (the rollout stops at the first host, rollback.yml restores it), a
-canary whose release answers 5xx on a page (the soak catches it), and a canary that passes.
+load with a canary first (it passes, goes to full weight and the other host follows), the same
+deploy again without a canary (nothing changes), a release whose migrations fail (no host switches),
+a release that fails to import (the rollout stops at the first host, rollback.yml restores it), and a
+canary whose release answers 5xx on a page (the soak catches it). Each full deploy costs minutes, so
+one covers both the canary and the plain path (the hosts after the canary take the plain one, as
+does rollback.yml).
 playbooks/deploy.yml and rollback.yml run from this machine against the scenario's hosts, as
 `ansible-playbook` would in production.
 """
@@ -18,16 +21,13 @@ import signal
 import subprocess
 
 import pytest
-from helpers import BACKENDS, BUNDLE, DOMAIN, WEB, api, forget_facts, get, playbook, recap, server_limits
+from helpers import (BACKENDS, BUNDLE, DOMAIN, LB, WEB, api, forget_facts, get, lab_image_only, playbook, recap,
+                     server_limits)
 
-testinfra_hosts = ["site-lb"]
+testinfra_hosts = [LB]
 
-# Rolling deploys are tested on the lab's distribution (ROLLOUT_TEST_IMAGE, set by the Makefile); the
-# whole-site scenario on the other distributions of the matrix runs test_site.py only.
-pytestmark = pytest.mark.skipif(
-    os.environ.get("ROLLOUT_TEST_IMAGE", os.environ.get("LAB_IMAGE")) != os.environ.get("LAB_IMAGE"),
-    reason="rolling deploys are tested on ROLLOUT_TEST_IMAGE only",
-)
+# Rolling deploys are tested on the lab's distribution only (helpers.lab_image_only).
+pytestmark = lab_image_only
 
 FIRST, REST = WEB[0], WEB[1:]
 APP_ROOT = "/srv/scoreboard"
@@ -62,7 +62,7 @@ class Load:
 
     def __init__(self, path="/"):
         address = subprocess.run(
-            ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "site-lb"],
+            ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", LB],
             capture_output=True, text=True, check=True).stdout.strip()
         self.proc = subprocess.Popen(
             ["wrk", "-t2", f"-c{CONNECTIONS}", "-d3600s", "--timeout", "30s", "-s", str(PACED),
@@ -147,20 +147,37 @@ def test_bad_batch_size_stops_before_any_host_changes(lb, webs):
     assert {w: current_release(webs, w) for w in WEB} == before
 
 
-def test_rolling_deploy_under_load_fails_no_request(lb, webs, tmp_path_factory, load):
+# A canary first: the first host takes a share of the traffic for a short soak before the others follow.
+CANARY = ["-e", "rollout_canary=true", "-e", "rollout_canary_soak_seconds=20",
+          "-e", "rollout_canary_interval_seconds=4", "-e", "rollout_canary_min_requests=10"]
+
+
+def test_canary_rolling_deploy_under_load_fails_no_request(lb, webs, tmp_path_factory, load):
+    """The first host goes in as a canary (a small weight, a soak judged from HAProxy's stats), then
+    to full weight; the other host follows the plain rolling path. No request fails throughout."""
     source = release_source(tmp_path_factory, "v2")
     wrk = load("/")
-    rc, out = deploy(source, "v2")
+    rc, out = deploy(source, "v2", *CANARY)
     result = wrk.stop()
     assert rc == 0, out[-6000:]
-    assert_clean(result, "the rolling deploy of v2")
+    assert_clean(result, "the canary rollout of v2")
+    assert re.search(rf"Canary {FIRST}: 0 5xx of \d+ responses", out)
     for web in WEB:
         status, release, body = direct(lb, web)
         assert (status, release, body) == (200, "v2", "ok v2")
         assert current_release(webs, web) == "v2"
         assert_in_service(lb, web)
+        for backend in BACKENDS:
+            weight = api(lb, f"get weight {backend}/{web}")
+            assert weight.startswith("100 "), weight
     # One host at a time: the log shows each host drained in its own batch.
     assert len(re.findall(r"TASK \[rollout : Drain the host in every balancer\]", out)) == len(WEB)
+    # The canary's connection limit, cut to its share during the soak, is the configured one again.
+    config = lb.file("/etc/haproxy/haproxy.cfg").content_string
+    for web in WEB:
+        configured = set(re.findall(rf"^\s*server {web} \S+:80 maxconn (\d+)", config, re.M))
+        assert len(configured) == 1, configured
+        assert server_limits(lb, web) == {b: next(iter(configured)) for b in BACKENDS}
 
 
 def test_same_deploy_again_changes_nothing_even_without_a_fact_cache(lb, tmp_path_factory):
@@ -247,9 +264,6 @@ def _break_leaderboard(package):
         '    raise RuntimeError("leaderboard broken on purpose")\n'))
 
 
-CANARY = ["-e", "rollout_canary=true", "-e", "rollout_canary_soak_seconds=30",
-          "-e", "rollout_canary_interval_seconds=5", "-e", "rollout_canary_min_requests=10"]
-
 
 def test_canary_with_5xx_page_is_caught_and_others_never_get_it(lb, webs, tmp_path_factory, load):
     source = release_source(tmp_path_factory, "bad-page", _break_leaderboard)
@@ -271,27 +285,3 @@ def test_canary_with_5xx_page_is_caught_and_others_never_get_it(lb, webs, tmp_pa
     assert rc == 0, out[-6000:]
     assert current_release(webs, FIRST) == "v2"
     assert_in_service(lb, FIRST)
-
-
-def test_good_canary_goes_to_full_weight_and_the_rest_follow(lb, webs, tmp_path_factory, load):
-    source = release_source(tmp_path_factory, "v3")
-    wrk = load("/")
-    rc, out = deploy(source, "v3", *CANARY)
-    result = wrk.stop()
-    assert rc == 0, out[-6000:]
-    assert_clean(result, "the canary rollout of v3")
-    assert re.search(rf"Canary {FIRST}: 0 5xx of \d+ responses", out)
-    for web in WEB:
-        assert direct(lb, web)[:2] == (200, "v3")
-        assert_in_service(lb, web)
-        for backend in BACKENDS:
-            weight = api(lb, f"get weight {backend}/{web}")
-            assert weight.startswith("100 "), weight
-    # The canary's connection limit, cut to its share during the soak, is the configured one again.
-    config = lb.file("/etc/haproxy/haproxy.cfg").content_string
-    for web in WEB:
-        configured = set(re.findall(rf"^\s*server {web} \S+:80 maxconn (\d+)", config, re.M))
-        assert len(configured) == 1, configured
-        limits = server_limits(lb, web)
-        expected = next(iter(configured))
-        assert limits == {b: expected for b in BACKENDS}, limits
