@@ -54,6 +54,26 @@ def _knobs(knobs, spec, optional):
     return found
 
 
+def _host(resources):
+    """(vcpus, memtotal_mb, cpu_source, memory_source) from host_resources' answer; the sources say
+    "<n> CPUs given" / "<n> MiB given" when the answer has none. AnsibleFilterError when the numbers
+    are missing or malformed."""
+    try:
+        vcpus, memtotal_mb = int(resources["vcpus"]), int(resources["memtotal_mb"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise AnsibleFilterError(f"sizing: resources need vcpus and memtotal_mb as numbers, got {resources!r}") from err
+    return (vcpus, memtotal_mb, resources.get("cpu_source", f"{vcpus} CPUs given"),
+            resources.get("memory_source", f"{memtotal_mb} MiB given"))
+
+
+def _per_host(name, values):
+    """{host: whole number} from a {host: concurrency} map; AnsibleFilterError naming the map."""
+    try:
+        return {str(host): int(value) for host, value in dict(values).items()}
+    except (TypeError, ValueError) as err:
+        raise AnsibleFilterError(f"sizing: {name} whole numbers per host are needed, got {values!r}") from err
+
+
 def wsgi_sizing(resources, knobs):
     """A web host's WSGI processes x threads and Apache prefork processes, from what the host can use.
 
@@ -83,10 +103,7 @@ def wsgi_sizing(resources, knobs):
     k = _knobs(knobs, _WSGI_KNOBS, _OPTIONAL)
     if k["mode"] not in WSGI_MODES:
         raise AnsibleFilterError(f"sizing: 'mode' must be one of {', '.join(WSGI_MODES)}, got {k['mode']!r}")
-    try:
-        vcpus, memtotal_mb = int(resources["vcpus"]), int(resources["memtotal_mb"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise AnsibleFilterError(f"sizing: resources need vcpus and memtotal_mb as numbers, got {resources!r}") from err
+    vcpus, memtotal_mb, cpu_source, memory_source = _host(resources)
     daemon = k["mode"] == "daemon"
     threads = k["threads"] if daemon else 1
     proxy_mb = k["prefork_process_memory_mb"] if daemon else 0
@@ -113,8 +130,8 @@ def wsgi_sizing(resources, knobs):
         "available_memory_mb": available,
         "vcpus": vcpus,
         "memtotal_mb": memtotal_mb,
-        "cpu_source": resources.get("cpu_source", f"{vcpus} CPUs given"),
-        "memory_source": resources.get("memory_source", f"{memtotal_mb} MiB given"),
+        "cpu_source": cpu_source,
+        "memory_source": memory_source,
         "overridden": k["processes"] is not None,
         "prefork_overridden": daemon and k["prefork_workers"] is not None,
     }
@@ -174,13 +191,8 @@ def database_sizing(resources, web_concurrency, knobs):
         SEMMSL          = min(max(max_connections + headroom, semmsl_min), semmsl_max); SEMMNS = SEMMSL x SEMMNI
     """
     k = _knobs(knobs, _DATABASE_KNOBS, _DATABASE_OPTIONAL)
-    try:
-        vcpus, memtotal_mb = int(resources["vcpus"]), int(resources["memtotal_mb"])
-        concurrency = {str(host): int(value) for host, value in dict(web_concurrency).items()}
-    except (KeyError, TypeError, ValueError) as err:
-        raise AnsibleFilterError(
-            f"sizing: resources need vcpus and memtotal_mb and web_concurrency whole numbers per host, got "
-            f"{resources!r} and {web_concurrency!r}") from err
+    vcpus, memtotal_mb, cpu_source, memory_source = _host(resources)
+    concurrency = _per_host("web_concurrency", web_concurrency)
     total = sum(concurrency.values())
     if k["max_connections"] is not None:
         max_connections, source = k["max_connections"], "mysql_max_connections"
@@ -214,8 +226,8 @@ def database_sizing(resources, web_concurrency, knobs):
                       else f"{semmsl} {semmsl * k['sem_semmni']} {k['sem_semopm']} {k['sem_semmni']}"),
         "vcpus": vcpus,
         "memtotal_mb": memtotal_mb,
-        "cpu_source": resources.get("cpu_source", f"{vcpus} CPUs given"),
-        "memory_source": resources.get("memory_source", f"{memtotal_mb} MiB given"),
+        "cpu_source": cpu_source,
+        "memory_source": memory_source,
     }
 
 
@@ -260,13 +272,8 @@ def cache_sizing(resources, client_concurrency, knobs):
         nofile_limit       = override, or max_connections + nofile_headroom
     """
     k = _knobs(knobs, _CACHE_KNOBS, _CACHE_OPTIONAL)
-    try:
-        vcpus, memtotal_mb = int(resources["vcpus"]), int(resources["memtotal_mb"])
-        concurrency = sum(int(value) for value in dict(client_concurrency).values())
-    except (KeyError, TypeError, ValueError) as err:
-        raise AnsibleFilterError(
-            f"sizing: resources need vcpus and memtotal_mb and client_concurrency whole numbers per host, got "
-            f"{resources!r} and {client_concurrency!r}") from err
+    vcpus, memtotal_mb, cpu_source, memory_source = _host(resources)
+    concurrency = sum(_per_host("client_concurrency", client_concurrency).values())
     connections = concurrency * k["client_pool_size"]
     if k["max_connections"] is not None:
         max_connections = k["max_connections"]
@@ -286,8 +293,8 @@ def cache_sizing(resources, client_concurrency, knobs):
         "nofile_limit": k["nofile_limit"] if k["nofile_limit"] is not None else max_connections + k["nofile_headroom"],
         "vcpus": vcpus,
         "memtotal_mb": memtotal_mb,
-        "cpu_source": resources.get("cpu_source", f"{vcpus} CPUs given"),
-        "host_memory_source": resources.get("memory_source", f"{memtotal_mb} MiB given"),
+        "cpu_source": cpu_source,
+        "host_memory_source": memory_source,
     }
 
 
