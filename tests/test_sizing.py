@@ -109,7 +109,8 @@ def test_bad_input_is_named(resources, overrides, message):
 
 def test_the_filter_is_registered():
     assert sizing.FilterModule().filters() == {
-        "wsgi_sizing": sizing.wsgi_sizing, "database_sizing": sizing.database_sizing, "cache_sizing": sizing.cache_sizing}
+        "wsgi_sizing": sizing.wsgi_sizing, "database_sizing": sizing.database_sizing, "cache_sizing": sizing.cache_sizing,
+        "site_plan": sizing.site_plan}
 
 
 def role_knobs(role, prefix, constants):

@@ -5,10 +5,13 @@ Filters:
   wsgi_sizing(resources, knobs) -> the web host's WSGI processes x threads and Apache prefork processes
   database_sizing(resources, web_concurrency, knobs) -> MariaDB's connections, memory and kernel.sem floor
   cache_sizing(resources, client_concurrency, knobs) -> memcached's item memory, threads and connections
+  site_plan(hostvars, groups, defaults, peak_concurrency) -> every number and name that crosses a tier,
+    from the three above, checked across hosts (playbooks/plan.yml computes it once per run)
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 
 from ansible.errors import AnsibleFilterError
@@ -298,8 +301,291 @@ def cache_sizing(resources, client_concurrency, knobs):
     }
 
 
+# ---- the site plan ------------------------------------------------------------------------------
+# Which role variables each tier's formula reads (the role's prefix + the knob's name), and the role
+# constants it reads from the role's vars/main.yml (never set in an inventory).
+_WEB_KNOB_NAMES = {k: f"apache_{k}" if k.startswith(("prefork_", "os_", "colocated_")) else f"apache_wsgi_{k}"
+                   for k in _WSGI_KNOBS}
+_DATABASE_CONSTANTS = ("buffer_pool_step_mb", "thread_cache_max", "sem_semmsl_min", "sem_semmsl_max", "sem_headroom",
+                       "sem_semopm", "sem_semmni")
+_DATABASE_KNOB_NAMES = tuple(k for k in _DATABASE_KNOBS if k not in _DATABASE_CONSTANTS)
+_CACHE_CONSTANTS = ("threads_max", "connections_floor", "nofile_headroom")
+_CACHE_KNOB_NAMES = tuple(k for k in _CACHE_KNOBS if k not in _CACHE_CONSTANTS)
+PLAN_GROUPS = ("loadbalancers", "webservers", "staticservers", "dbservers", "cacheservers")
+
+
+class _Plan:
+    """Reads one host's variables: the inventory's (and -e) first, then the role's defaults file."""
+
+    def __init__(self, hostvars, groups, defaults):
+        self.hostvars = hostvars
+        self.groups = {g: list(groups.get(g) or []) for g in PLAN_GROUPS}
+        self.defaults = defaults
+        self.errors = []
+
+    def var(self, host, role, name):
+        """The value of the role variable `name` on `host` (a role constant when `name` starts __)."""
+        hv = self.hostvars[host]
+        if not name.startswith("__") and name in hv:
+            return hv[name]
+        role_defaults = self.defaults.get(role) or {}
+        if name not in role_defaults:
+            raise AnsibleFilterError(f"site_plan: {host}: {name} is neither set nor a default of role {role}")
+        value = role_defaults[name]
+        if isinstance(value, str) and "{{" in value:
+            raise AnsibleFilterError(f"site_plan: {host}: {name} is a template in role {role}'s defaults; "
+                                     "the plan reads plain values only: set it in the inventory")
+        return value
+
+    def knobs(self, host, role, names, constants=()):
+        """{knob: value} for the formula; names: knob names (the variable is <role>_<knob>) or a
+        {knob: variable} map; constants: knobs read from the role's __<role>_<knob> constants."""
+        variables = names if isinstance(names, dict) else {name: f"{role}_{name}" for name in names}
+        found = {name: self.var(host, role, variable) for name, variable in variables.items()}
+        found.update({name: self.var(host, role, f"__{role}_{name}") for name in constants})
+        return found
+
+    def resources(self, host):
+        found = self.hostvars[host].get("site_host_resources")
+        if not found:
+            raise AnsibleFilterError(f"site_plan: {host} has no site_host_resources (the host_resources module's "
+                                     "answer): playbooks/plan.yml reads it before it plans")
+        return found
+
+    def address(self, host):
+        """(address, source): site_private_address when the inventory sets it, else the default IPv4
+        address from the host's facts. The one rule for a host's private address."""
+        hv = self.hostvars[host]
+        if "site_private_address" in hv and hv["site_private_address"]:
+            value, source = str(hv["site_private_address"]), "site_private_address"
+        else:
+            facts = hv.get("ansible_facts") or {}
+            value, source = str((facts.get("default_ipv4") or {}).get("address") or ""), "default IPv4 address (facts)"
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            self.errors.append(f"{host}: no usable private address (got '{value}' from {source}); set "
+                               "site_private_address on the host to its private IP address")
+        return value, source
+
+
+def _port(plan, host, role, name):
+    value = plan.var(host, role, name)
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        port = 0
+    if not 1 <= port <= 65535:
+        plan.errors.append(f"{host}: {name} must be a port (1-65535), got {value!r}")
+    return port
+
+
+def site_plan(hostvars, groups, defaults, peak_concurrency=None):
+    """Every number and name that crosses a tier, computed once from the inventory and fresh facts.
+
+    hostvars: {host: its variables} (Ansible's hostvars): inventory variables, -e, ansible_facts
+    (default_ipv4 for the address) and site_host_resources (the host_resources module's answer:
+    vcpus, memtotal_mb the host can use, and what decided them).
+    groups: {group: [host, ...]}; the plan reads loadbalancers, webservers, staticservers, dbservers
+    and cacheservers.
+    defaults: {role: {variable: value}}: each role's defaults/main.yml merged with its vars/main.yml,
+    for the variables the inventory leaves unset (apache, mysql, memcached, haproxy, nginx_static).
+    peak_concurrency: requests in flight at the site's peak (site_peak_concurrency), or None.
+
+    Returns {"hosts": {host: {groups, address, address_source, vcpus, memtotal_mb, cpu_source,
+    memory_source, ports: {variable: port}, memory_mb: {role: MiB}, memory_total_mb}},
+    "web": {host: wsgi_sizing(...) + address, port, maxconn}, "web_total": {hosts, concurrency,
+    largest_host, concurrency_n_minus_1, peak_concurrency, holds_peak, holds_peak_n_minus_1},
+    "database": {host, address, port, max_connections, wait_timeout (s), conn_max_age (s), sem_floor,
+    client_addresses, sizing: {host: database_sizing(...)}}, "cache": {servers: ["address:port"],
+    sizing: {host: cache_sizing(...) + address, port}}, "static": {port, root, health_path, servers:
+    {host: address}}, "balancer": {hosts, http_port, stats_port, runtime_api_socket, app_port,
+    app_check_path, backends: {app, app_failopen, static, static_failopen}, app_servers: {host:
+    {address, maxconn}}}, "floors": {kernel_sem, nofile: {host: limit}}}.
+
+    Raises AnsibleFilterError listing every problem at once, each with the host and the numbers:
+    a group left empty, a host without a usable address, the same address under two inventory
+    names, a port used twice on one host, web hosts on different Apache or nginx ports, a WSGI
+    sizing that does not fit its host, database connections and buffer pool above the database
+    host's memory, max_connections below the web tier's concurrency, memcached's memory above its
+    host's, and roles on one host that together exceed its memory.
+    The formulas are wsgi_sizing, database_sizing and cache_sizing above; docs/design.md has the table.
+    """
+    plan = _Plan(hostvars, groups, defaults)
+    g = plan.groups
+    for name in ("webservers", "dbservers", "cacheservers", "staticservers"):
+        if not g[name]:
+            plan.errors.append(f"the inventory has no host in group {name}")
+    if plan.errors:
+        raise AnsibleFilterError("site_plan: " + "; ".join(plan.errors))
+    site_hosts = list(dict.fromkeys(h for name in PLAN_GROUPS for h in g[name]))
+
+    hosts = {}
+    for host in site_hosts:
+        address, source = plan.address(host)
+        res = plan.resources(host)
+        vcpus, memtotal_mb, cpu_source, memory_source = _host(res)
+        hosts[host] = {"groups": [name for name in PLAN_GROUPS if host in g[name]], "address": address,
+                       "address_source": source, "vcpus": vcpus, "memtotal_mb": memtotal_mb,
+                       "cpu_source": cpu_source, "memory_source": memory_source, "ports": {}, "memory_mb": {},
+                       "reserved_mb": 0}
+
+    # The one address rule gives every host one address; two names with one address are one machine
+    # listed twice, and every tier would count it twice.
+    by_address = {}
+    for host, h in hosts.items():
+        by_address.setdefault(h["address"], []).append(host)
+    for address, names in by_address.items():
+        if address and len(names) > 1:
+            plan.errors.append(f"address {address} is the address of {len(names)} inventory hosts ({', '.join(names)}); "
+                               "list each machine once, in every group it serves")
+
+    # ---- the web tier
+    web = {}
+    for host in g["webservers"]:
+        wsgi = wsgi_sizing(plan.resources(host), plan.knobs(host, "apache", _WEB_KNOB_NAMES))
+        if not 1 <= wsgi["processes"] <= wsgi["memory_limit"]:
+            plan.errors.append(
+                f"{host}: {wsgi['processes']} WSGI processes ({'apache_wsgi_processes' if wsgi['overridden'] else 'computed'}) "
+                f"do not fit its memory: {wsgi['available_memory_mb']} MiB available ({wsgi['memtotal_mb']} MiB, "
+                f"{wsgi['memory_source']}) hold {wsgi['memory_limit']} at most")
+        if wsgi["prefork_workers"] < wsgi["concurrency"] or wsgi["memory_mb"] > wsgi["available_memory_mb"]:
+            plan.errors.append(
+                f"{host}: {wsgi['prefork_workers']} prefork processes must be at least the WSGI concurrency "
+                f"{wsgi['concurrency']} and, with the WSGI processes, take {wsgi['memory_mb']} MiB at most "
+                f"{wsgi['available_memory_mb']} MiB")
+        port = _port(plan, host, "apache", "apache_listen_port")
+        hosts[host]["ports"]["apache_listen_port"] = port
+        hosts[host]["memory_mb"]["apache"] = wsgi["memory_mb"]
+        hosts[host]["reserved_mb"] = max(hosts[host]["reserved_mb"],
+                                         int(plan.var(host, "apache", "apache_os_reserved_memory_mb")))
+        web[host] = {**wsgi, "address": hosts[host]["address"], "port": port}
+    concurrency = {host: w["concurrency"] for host, w in web.items()}
+
+    # ---- the balancer's view of the web tier: per-server maxconn is each host's concurrency
+    balancer_host = g["loadbalancers"][0] if g["loadbalancers"] else None
+    maxconn_override = plan.var(balancer_host, "haproxy", "haproxy_app_server_maxconn") if balancer_host else None
+    for host, w in web.items():
+        w["maxconn"] = int(maxconn_override) if maxconn_override is not None else w["concurrency"]
+    total = sum(concurrency.values())
+    largest = max(concurrency, key=concurrency.get)
+    n_minus_1 = total - concurrency[largest]
+    peak = int(peak_concurrency) if peak_concurrency not in (None, "") else None
+    web_total = {"hosts": len(web), "concurrency": total, "largest_host": largest, "concurrency_n_minus_1": n_minus_1,
+                 "peak_concurrency": peak, "holds_peak": None if peak is None else total >= peak,
+                 "holds_peak_n_minus_1": None if peak is None else n_minus_1 >= peak}
+
+    # ---- the database tier: every WSGI thread may hold one connection
+    db_sizing = {}
+    for host in g["dbservers"]:
+        d = database_sizing(plan.resources(host), concurrency,
+                            plan.knobs(host, "mysql", _DATABASE_KNOB_NAMES, _DATABASE_CONSTANTS))
+        if d["max_connections"] < total:
+            plan.errors.append(f"{host}: max_connections {d['max_connections']} ({d['max_connections_source']}) is "
+                               f"below the web tier's concurrency {total} ({concurrency})")
+        if d["needed_mb"] > d["memtotal_mb"]:
+            plan.errors.append(
+                f"{host}: MariaDB cannot take the web tier's concurrency on this host's memory: max_connections "
+                f"{d['max_connections']} x {d['per_connection_kb']} KiB = {d['connections_mb']} MiB + buffer pool "
+                f"{d['buffer_pool_mb']} MiB + reserved {d['needed_mb'] - d['connections_mb'] - d['buffer_pool_mb']} MiB "
+                f"= {d['needed_mb']} MiB, above its {d['memtotal_mb']} MiB ({d['memory_source']})")
+        d["port"] = _port(plan, host, "mysql", "mysql_port")
+        d["address"] = hosts[host]["address"]
+        hosts[host]["ports"]["mysql_port"] = d["port"]
+        hosts[host]["memory_mb"]["mysql"] = d["buffer_pool_mb"] + d["connections_mb"]
+        hosts[host]["reserved_mb"] = max(hosts[host]["reserved_mb"], int(plan.var(host, "mysql", "mysql_os_reserved_memory_mb")))
+        db_sizing[host] = d
+    primary = g["dbservers"][0]
+    database = {"host": primary, "address": hosts[primary]["address"], "port": db_sizing[primary]["port"],
+                "max_connections": db_sizing[primary]["max_connections"],
+                "wait_timeout": int(plan.var(primary, "mysql", "mysql_wait_timeout")),
+                "conn_max_age": db_sizing[primary]["conn_max_age"], "sem_floor": db_sizing[primary]["sem_floor"],
+                "client_addresses": [web[h]["address"] for h in g["webservers"]], "sizing": db_sizing}
+
+    # ---- the cache tier: every WSGI worker holds client_pool_size connections to every server
+    cache_sizing_by_host = {}
+    for host in g["cacheservers"]:
+        c = cache_sizing(plan.resources(host), concurrency,
+                         plan.knobs(host, "memcached", _CACHE_KNOB_NAMES, _CACHE_CONSTANTS))
+        if not 1 <= c["memory_mb"] <= c["memory_limit_mb"]:
+            plan.errors.append(f"{host}: memcached's {c['memory_mb']} MiB ({c['memory_source']}) do not fit: "
+                               f"{c['memory_limit_mb']} MiB at most ({c['memtotal_mb']} MiB, {c['host_memory_source']})")
+        if c["max_connections"] < c["client_connections"]:
+            plan.errors.append(f"{host}: memcached's max connections {c['max_connections']} are below the "
+                               f"{c['client_connections']} the web tier opens")
+        c["port"] = _port(plan, host, "memcached", "memcached_port")
+        c["address"] = hosts[host]["address"]
+        hosts[host]["ports"]["memcached_port"] = c["port"]
+        hosts[host]["memory_mb"]["memcached"] = c["memory_mb"]
+        hosts[host]["reserved_mb"] = max(hosts[host]["reserved_mb"],
+                                         int(plan.var(host, "memcached", "memcached_os_reserved_memory_mb")))
+        cache_sizing_by_host[host] = c
+    cache = {"servers": [f"{c['address']}:{c['port']}" for c in cache_sizing_by_host.values()],
+             "sizing": cache_sizing_by_host}
+
+    # ---- the static tier
+    static_ports = {}
+    for host in g["staticservers"]:
+        static_ports[host] = _port(plan, host, "nginx_static", "nginx_static_port")
+        hosts[host]["ports"]["nginx_static_port"] = static_ports[host]
+    first_static = g["staticservers"][0]
+    static = {"port": static_ports[first_static], "root": plan.var(first_static, "nginx_static", "nginx_static_root"),
+              "health_path": plan.var(first_static, "nginx_static", "nginx_static_health_path"),
+              "servers": {h: hosts[h]["address"] for h in g["staticservers"]}}
+    app_ports = {w["port"] for w in web.values()}
+    for what, ports, name in (("web", app_ports, "apache_listen_port"), ("static", set(static_ports.values()),
+                                                                         "nginx_static_port")):
+        if len(ports) > 1:
+            plan.errors.append(f"the {what} hosts listen on different ports ({name}: "
+                               f"{', '.join(str(p) for p in sorted(ports))}); the balancer sends one port to all")
+
+    # ---- the balancer
+    balancer = {"hosts": list(g["loadbalancers"]), "app_port": min(app_ports), "app_check_path": None,
+                "http_port": None, "stats_port": None, "runtime_api_socket": None,
+                "backends": {"app": "app", "app_failopen": "app_failopen", "static": "static",
+                             "static_failopen": "static_failopen"},
+                "app_servers": {h: {"address": w["address"], "maxconn": w["maxconn"]} for h, w in web.items()}}
+    for host in g["loadbalancers"]:
+        ports = hosts[host]["ports"]
+        ports["haproxy_http_port"] = _port(plan, host, "haproxy", "haproxy_http_port")
+        if plan.var(host, "haproxy", "haproxy_stats_enabled"):
+            ports["haproxy_stats_port"] = _port(plan, host, "haproxy", "haproxy_stats_port")
+        if plan.var(host, "haproxy", "haproxy_tls_certificate"):
+            ports["haproxy_https_port"] = _port(plan, host, "haproxy", "haproxy_https_port")
+    if balancer_host:
+        balancer.update({
+            "app_check_path": plan.var(balancer_host, "haproxy", "haproxy_app_check_path"),
+            "http_port": hosts[balancer_host]["ports"]["haproxy_http_port"],
+            "stats_port": hosts[balancer_host]["ports"].get("haproxy_stats_port"),
+            "runtime_api_socket": plan.var(balancer_host, "haproxy", "haproxy_runtime_socket"),
+            "backends": {name: plan.var(balancer_host, "haproxy", f"__haproxy_{name}_backend")
+                         for name in ("app", "app_failopen", "static", "static_failopen")}})
+
+    # ---- each host: its ports once, its roles within its memory
+    for host, h in hosts.items():
+        seen = {}
+        for name, port in h["ports"].items():
+            seen.setdefault(port, []).append(name)
+        for port, names in seen.items():
+            if len(names) > 1:
+                plan.errors.append(f"{host}: port {port} is used twice ({', '.join(names)})")
+        h["memory_total_mb"] = sum(h["memory_mb"].values()) + h["reserved_mb"]
+        if len(h["memory_mb"]) > 1 and h["memory_total_mb"] > h["memtotal_mb"]:
+            parts = " + ".join(f"{role} {mb} MiB" for role, mb in h["memory_mb"].items())
+            plan.errors.append(f"{host}: its roles together take {parts} + {h['reserved_mb']} MiB reserved = "
+                               f"{h['memory_total_mb']} MiB, above its {h['memtotal_mb']} MiB ({h['memory_source']})")
+
+    if plan.errors:
+        raise AnsibleFilterError("site_plan: the plan cannot hold:\n- " + "\n- ".join(plan.errors))
+    return {"hosts": hosts, "web": web, "web_total": web_total, "database": database, "cache": cache,
+            "static": static, "balancer": balancer,
+            "floors": {"kernel_sem": database["sem_floor"],
+                       "nofile": {h: c["nofile_limit"] for h, c in cache_sizing_by_host.items()}}}
+
+
 class FilterModule:
     """Ansible's entry point for the filters above."""
 
     def filters(self):
-        return {"wsgi_sizing": wsgi_sizing, "database_sizing": database_sizing, "cache_sizing": cache_sizing}
+        return {"wsgi_sizing": wsgi_sizing, "database_sizing": database_sizing, "cache_sizing": cache_sizing,
+                "site_plan": site_plan}

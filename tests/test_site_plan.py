@@ -1,0 +1,167 @@
+"""plugins/filter/sizing.py's site_plan: the lab's inventory and facts in, the plan out (no host)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible.errors import AnsibleFilterError
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins" / "filter"))
+import sizing  # noqa: E402
+
+ROLES = ("apache", "mysql", "memcached", "haproxy", "nginx_static")
+
+
+def role_defaults():
+    """{role: defaults/main.yml merged with vars/main.yml}, as playbooks/plan.yml loads them."""
+    found = {}
+    for role in ROLES:
+        merged = {}
+        for part in ("defaults", "vars"):
+            path = ROOT / "roles" / role / part / "main.yml"
+            if path.exists():
+                merged.update(yaml.safe_load(path.read_text()) or {})
+        found[role] = merged
+    return found
+
+
+DEFAULTS = role_defaults()
+GROUPS = {"loadbalancers": ["lb"], "webservers": ["web1", "web2"], "staticservers": ["web1", "web2"],
+          "dbservers": ["db"], "cacheservers": ["cache"]}
+ADDRESSES = {"lb": "172.30.0.10", "web1": "172.30.0.11", "web2": "172.30.0.12", "db": "172.30.0.13",
+             "cache": "172.30.0.14"}
+
+
+def host(address, vcpus=1, memtotal_mb=2048, **inventory):
+    """One host's hostvars: facts with a default IPv4 address, host_resources' answer, inventory vars."""
+    return {"ansible_facts": {"default_ipv4": {"address": address}},
+            "site_host_resources": {"vcpus": vcpus, "memtotal_mb": memtotal_mb,
+                                    "cpu_source": "cgroup cpu.max", "memory_source": "cgroup memory.max"},
+            **inventory}
+
+
+def lab(**per_host):
+    """The lab: five hosts of 1 CPU and 2 GiB each; per_host={host: {var: value}} overrides."""
+    return {name: host(address, **per_host.get(name, {})) for name, address in ADDRESSES.items()}
+
+
+def plan(hostvars=None, groups=None, peak=None):
+    return sizing.site_plan(hostvars or lab(), groups or GROUPS, DEFAULTS, peak)
+
+
+def test_the_lab_plan_carries_every_cross_tier_number():
+    p = plan()
+    # 1 CPU x 2 per CPU = 2 WSGI processes of 1 thread; 2 + 8 extra prefork processes.
+    assert {h: (w["processes"], w["threads"], w["prefork_workers"], w["maxconn"]) for h, w in p["web"].items()} == {
+        "web1": (2, 1, 10, 2), "web2": (2, 1, 10, 2)}
+    assert p["web_total"]["concurrency"] == 4
+    assert p["web_total"]["concurrency_n_minus_1"] == 2
+    db = p["database"]
+    assert (db["host"], db["address"], db["port"]) == ("db", "172.30.0.13", 3306)
+    # 4 + 10 admin is below the floor of 100; CONN_MAX_AGE is wait_timeout 600 - margin 60.
+    assert (db["max_connections"], db["wait_timeout"], db["conn_max_age"]) == (100, 600, 540)
+    assert db["client_addresses"] == ["172.30.0.11", "172.30.0.12"]
+    assert p["cache"]["servers"] == ["172.30.0.14:11211"]
+    assert p["cache"]["sizing"]["cache"]["memory_mb"] == 2048 * 70 // 100
+    assert p["static"] == {"port": 8081, "root": "/var/www/scoreboard/static", "health_path": "/nginx-health",
+                           "servers": {"web1": "172.30.0.11", "web2": "172.30.0.12"}}
+    b = p["balancer"]
+    assert (b["http_port"], b["stats_port"], b["app_port"], b["app_check_path"]) == (80, 8404, 80, "/healthz")
+    assert b["runtime_api_socket"] == "/run/haproxy/admin.sock"
+    assert b["backends"] == {"app": "app", "app_failopen": "app_failopen", "static": "static",
+                             "static_failopen": "static_failopen"}
+    assert b["app_servers"] == {"web1": {"address": "172.30.0.11", "maxconn": 2},
+                                "web2": {"address": "172.30.0.12", "maxconn": 2}}
+    assert p["floors"]["kernel_sem"] == "250 32000 100 128"
+    assert p["floors"]["nofile"] == {"cache": 1024 + 1024}
+
+
+def test_the_numbers_follow_each_hosts_resources():
+    p = plan(lab(web1={"vcpus": 4, "memtotal_mb": 8192}))
+    assert p["web"]["web1"]["concurrency"] == 8
+    assert p["web"]["web2"]["concurrency"] == 2
+    assert p["web_total"] == {"hosts": 2, "concurrency": 10, "largest_host": "web1", "concurrency_n_minus_1": 2,
+                              "peak_concurrency": None, "holds_peak": None, "holds_peak_n_minus_1": None}
+
+
+def test_a_busy_web_tier_raises_max_connections_and_memcached_connections():
+    p = plan(lab(web1={"apache_wsgi_processes": 60, "vcpus": 8, "memtotal_mb": 16384},
+                 web2={"apache_wsgi_processes": 60, "vcpus": 8, "memtotal_mb": 16384},
+                 db={"memtotal_mb": 4096}))
+    assert p["database"]["max_connections"] == 120 + 10
+    assert p["database"]["sizing"]["db"]["web_concurrency"] == {"web1": 60, "web2": 60}
+    assert p["cache"]["sizing"]["cache"]["client_connections"] == 120
+
+
+def test_inventory_values_win_over_role_defaults():
+    p = plan(lab(db={"mysql_wait_timeout": 300, "mysql_port": 3307}, cache={"memcached_memory_mb": 64}))
+    assert (p["database"]["wait_timeout"], p["database"]["conn_max_age"], p["database"]["port"]) == (300, 240, 3307)
+    assert p["cache"]["servers"] == ["172.30.0.14:11211"]
+    assert p["cache"]["sizing"]["cache"]["memory_mb"] == 64
+
+
+def test_site_private_address_is_the_one_address_rule():
+    p = plan(lab(web1={"site_private_address": "10.0.0.5"}))
+    assert p["hosts"]["web1"]["address"] == "10.0.0.5"
+    assert p["hosts"]["web1"]["address_source"] == "site_private_address"
+    assert p["hosts"]["web2"]["address_source"] == "default IPv4 address (facts)"
+    assert p["balancer"]["app_servers"]["web1"]["address"] == "10.0.0.5"
+    assert p["database"]["client_addresses"][0] == "10.0.0.5"
+
+
+def test_n_minus_1_says_whether_the_peak_holds_with_the_largest_host_down():
+    p = plan(peak=3)
+    assert (p["web_total"]["holds_peak"], p["web_total"]["holds_peak_n_minus_1"]) == (True, False)
+    p = plan(peak=2)
+    assert (p["web_total"]["holds_peak"], p["web_total"]["holds_peak_n_minus_1"]) == (True, True)
+
+
+def test_the_balancer_override_sets_every_servers_maxconn():
+    assert {w["maxconn"] for w in plan(lab(lb={"haproxy_app_server_maxconn": 7}))["web"].values()} == {7}
+
+
+def test_roles_sharing_a_host_share_its_memory():
+    groups = {**GROUPS, "cacheservers": ["db"]}
+    hostvars = lab(db={"memtotal_mb": 8192, "memcached_memory_mb": 1024})
+    p = plan(hostvars, groups)
+    assert p["hosts"]["db"]["memory_mb"] == {"mysql": p["database"]["sizing"]["db"]["buffer_pool_mb"]
+                                             + p["database"]["sizing"]["db"]["connections_mb"], "memcached": 1024}
+    with pytest.raises(AnsibleFilterError) as err:
+        plan(lab(db={"memtotal_mb": 8192, "memcached_memory_mb": 4096}), groups)
+    # pool 4224 (0.6 of 7168, in 128 MiB steps) + 363 of connections, the cache 4096, 1024 reserved.
+    assert "db: its roles together take mysql 4587 MiB + memcached 4096 MiB + 1024 MiB reserved = 9707 MiB, " \
+           "above its 8192 MiB" in str(err.value)
+
+
+@pytest.mark.parametrize(("hostvars", "groups", "message"), [
+    (lab(web2={"site_private_address": "172.30.0.11"}), GROUPS,
+     "address 172.30.0.11 is the address of 2 inventory hosts (web1, web2)"),
+    (lab(web1={"nginx_static_port": 80}), GROUPS, "web1: port 80 is used twice (apache_listen_port, nginx_static_port)"),
+    (lab(web2={"apache_listen_port": 8080}), GROUPS, "the web hosts listen on different ports (apache_listen_port: 80, 8080)"),
+    (lab(db={"memtotal_mb": 1024}), GROUPS, "db: MariaDB cannot take the web tier's concurrency on this host's memory"),
+    (lab(db={"mysql_max_connections": 3}), GROUPS, "db: max_connections 3 (mysql_max_connections) is below the web "
+     "tier's concurrency 4"),
+    (lab(web1={"apache_wsgi_processes": 40}), GROUPS, "web1: 40 WSGI processes (apache_wsgi_processes) do not fit"),
+    (lab(cache={"memcached_memory_mb": 4000}), GROUPS, "cache: memcached's 4000 MiB (memcached_memory_mb) do not fit"),
+    (lab(cache={"site_private_address": "not-an-address"}), GROUPS, "cache: no usable private address"),
+    (lab(), {**GROUPS, "dbservers": []}, "the inventory has no host in group dbservers"),
+    (lab(), {**GROUPS, "dbservers": ["db", "ghost"]}, "ghost"),
+])
+def test_a_plan_that_cannot_hold_names_the_host_and_the_numbers(hostvars, groups, message):
+    with pytest.raises((AnsibleFilterError, KeyError)) as err:
+        sizing.site_plan(hostvars, groups, DEFAULTS, None)
+    assert message in str(err.value)
+
+
+def test_every_problem_is_listed_at_once():
+    with pytest.raises(AnsibleFilterError) as err:
+        plan(lab(db={"mysql_max_connections": 3}, cache={"memcached_memory_mb": 4000}))
+    assert "db: max_connections 3" in str(err.value) and "cache: memcached's 4000 MiB" in str(err.value)
+
+
+def test_a_template_default_the_plan_needs_is_refused():
+    defaults = {**DEFAULTS, "nginx_static": {**DEFAULTS["nginx_static"], "nginx_static_root": "{{ x }}"}}
+    with pytest.raises(AnsibleFilterError, match="nginx_static_root is a template"):
+        sizing.site_plan(lab(), GROUPS, defaults, None)
