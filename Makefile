@@ -76,6 +76,10 @@ test-images: engine ## Build the base image of every distribution `make test` ru
 	$(call build_images,$(sort $(LAB_DISTRO) $(MATRIX_DISTROS)))
 
 # ---- the lab --------------------------------------------------------------------------------
+.PHONY: plan
+plan: venv ## Print the site plan per host: numbers, why, live values, N-1; changes nothing (PLAN_ARGS='-i inventories/<site>/hosts.yml')
+	@scripts/plan-report $(PLAN_ARGS)
+
 .PHONY: lab
 lab: venv images ## Build the lab (containers from inventories/lab), deploy site.yml on it, print where it answers
 	LAB_IMAGE=$(LAB_IMAGE) ansible-playbook playbooks/lab.yml

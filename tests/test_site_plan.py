@@ -4,30 +4,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from ansible.errors import AnsibleFilterError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins" / "filter"))
 import sizing  # noqa: E402
 
-ROLES = ("apache", "mysql", "memcached", "haproxy", "nginx_static")
-
-
-def role_defaults():
-    """{role: defaults/main.yml merged with vars/main.yml}, as playbooks/plan.yml loads them."""
-    found = {}
-    for role in ROLES:
-        merged = {}
-        for part in ("defaults", "vars"):
-            path = ROOT / "roles" / role / part / "main.yml"
-            if path.exists():
-                merged.update(yaml.safe_load(path.read_text()) or {})
-        found[role] = merged
-    return found
-
-
-DEFAULTS = role_defaults()
+DEFAULTS = sizing.role_defaults()
 GROUPS = {"loadbalancers": ["lb"], "webservers": ["web1", "web2"], "staticservers": ["web1", "web2"],
           "dbservers": ["db"], "cacheservers": ["cache"]}
 ADDRESSES = {"lb": "172.30.0.10", "web1": "172.30.0.11", "web2": "172.30.0.12", "db": "172.30.0.13",
@@ -146,7 +129,6 @@ def test_roles_sharing_a_host_share_its_memory():
     (lab(web1={"apache_wsgi_processes": 40}), GROUPS, "web1: 40 WSGI processes (apache_wsgi_processes) do not fit"),
     (lab(cache={"memcached_memory_mb": 4000}), GROUPS, "cache: memcached's 4000 MiB (memcached_memory_mb) do not fit"),
     (lab(cache={"site_private_address": "not-an-address"}), GROUPS, "cache: no usable private address"),
-    (lab(), {**GROUPS, "dbservers": []}, "the inventory has no host in group dbservers"),
     (lab(), {**GROUPS, "dbservers": ["db", "ghost"]}, "ghost"),
 ])
 def test_a_plan_that_cannot_hold_names_the_host_and_the_numbers(hostvars, groups, message):
@@ -155,10 +137,25 @@ def test_a_plan_that_cannot_hold_names_the_host_and_the_numbers(hostvars, groups
     assert message in str(err.value)
 
 
+def test_a_tier_playbook_plans_with_the_groups_it_has():
+    p = plan(groups={"webservers": ["web1", "web2"], "dbservers": ["db"]})
+    assert (p["database"]["max_connections"], p["cache"]["servers"], p["static"], p["balancer"]["hosts"]) == (
+        100, [], None, [])
+
+
+def test_a_static_tier_alone_plans_without_a_web_tier():
+    p = plan(groups={"staticservers": ["web1"]})
+    assert (p["web"], p["web_total"]["concurrency"], p["static"]["port"], p["database"]) == ({}, 0, 8081, None)
+
+
 def test_every_problem_is_listed_at_once():
     with pytest.raises(AnsibleFilterError) as err:
         plan(lab(db={"mysql_max_connections": 3}, cache={"memcached_memory_mb": 4000}))
     assert "db: max_connections 3" in str(err.value) and "cache: memcached's 4000 MiB" in str(err.value)
+
+
+def test_the_bundles_own_role_defaults_are_the_default():
+    assert sizing.site_plan(lab(), GROUPS, None, None) == plan()
 
 
 def test_a_template_default_the_plan_needs_is_refused():

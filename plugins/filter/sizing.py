@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from pathlib import Path
+
+import yaml
 
 from ansible.errors import AnsibleFilterError
 
@@ -312,6 +315,23 @@ _DATABASE_KNOB_NAMES = tuple(k for k in _DATABASE_KNOBS if k not in _DATABASE_CO
 _CACHE_CONSTANTS = ("threads_max", "connections_floor", "nofile_headroom")
 _CACHE_KNOB_NAMES = tuple(k for k in _CACHE_KNOBS if k not in _CACHE_CONSTANTS)
 PLAN_GROUPS = ("loadbalancers", "webservers", "staticservers", "dbservers", "cacheservers")
+PLAN_ROLES = ("apache", "mysql", "memcached", "haproxy", "nginx_static")
+ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
+
+
+def role_defaults(roles_dir=ROLES_DIR):
+    """{role: {variable: value}} for PLAN_ROLES: each role's defaults/main.yml merged with its
+    vars/main.yml (constants), read as plain YAML (templates stay text). OSError or yaml.YAMLError
+    when a file cannot be read."""
+    found = {}
+    for role in PLAN_ROLES:
+        merged = {}
+        for part in ("defaults", "vars"):
+            path = Path(roles_dir) / role / part / "main.yml"
+            if path.exists():
+                merged.update(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        found[role] = merged
+    return found
 
 
 class _Plan:
@@ -380,7 +400,7 @@ def _port(plan, host, role, name):
     return port
 
 
-def site_plan(hostvars, groups, defaults, peak_concurrency=None):
+def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     """Every number and name that crosses a tier, computed once from the inventory and fresh facts.
 
     hostvars: {host: its variables} (Ansible's hostvars): inventory variables, -e, ansible_facts
@@ -388,36 +408,36 @@ def site_plan(hostvars, groups, defaults, peak_concurrency=None):
     vcpus, memtotal_mb the host can use, and what decided them).
     groups: {group: [host, ...]}; the plan reads loadbalancers, webservers, staticservers, dbservers
     and cacheservers.
-    defaults: {role: {variable: value}}: each role's defaults/main.yml merged with its vars/main.yml,
-    for the variables the inventory leaves unset (apache, mysql, memcached, haproxy, nginx_static).
+    defaults: {role: {variable: value}} for the variables the inventory leaves unset (apache, mysql,
+    memcached, haproxy, nginx_static); None: role_defaults(), the bundle's own roles' files.
     peak_concurrency: requests in flight at the site's peak (site_peak_concurrency), or None.
 
     Returns {"hosts": {host: {groups, address, address_source, vcpus, memtotal_mb, cpu_source,
-    memory_source, ports: {variable: port}, memory_mb: {role: MiB}, memory_total_mb}},
-    "web": {host: wsgi_sizing(...) + address, port, maxconn}, "web_total": {hosts, concurrency,
+    memory_source, ports: {variable: port}, memory_mb: {role: MiB}, memory_total_mb}}, "addresses":
+    {host: private address},
+    "web": {host: wsgi_sizing(...) + address, port, maxconn}, "web_concurrency": {host: processes x
+    threads}, "web_total": {hosts, concurrency,
     largest_host, concurrency_n_minus_1, peak_concurrency, holds_peak, holds_peak_n_minus_1},
-    "database": {host, address, port, max_connections, wait_timeout (s), conn_max_age (s), sem_floor,
-    client_addresses, sizing: {host: database_sizing(...)}}, "cache": {servers: ["address:port"],
+    "database": {host, address, port, database, app_user, migrate_user, max_connections, wait_timeout (s),
+    conn_max_age (s), sem_floor, client_addresses, sizing: {host: database_sizing(...)}} or None, "cache": {servers: ["address:port"],
     sizing: {host: cache_sizing(...) + address, port}}, "static": {port, root, health_path, servers:
     {host: address}}, "balancer": {hosts, http_port, stats_port, runtime_api_socket, app_port,
     app_check_path, backends: {app, app_failopen, static, static_failopen}, app_servers: {host:
     {address, maxconn}}}, "floors": {kernel_sem, nofile: {host: limit}}}.
 
+    A tier whose group is empty has None (database, static) or no hosts, as a tier playbook's own
+    scenario may have (a web tier of none counts 0; the playbooks that need a tier check it is there).
+
     Raises AnsibleFilterError listing every problem at once, each with the host and the numbers:
-    a group left empty, a host without a usable address, the same address under two inventory
-    names, a port used twice on one host, web hosts on different Apache or nginx ports, a WSGI
+    a host without a usable address, the same address under two inventory names, a port used twice
+    on one host, web hosts on different Apache or nginx ports, a WSGI
     sizing that does not fit its host, database connections and buffer pool above the database
     host's memory, max_connections below the web tier's concurrency, memcached's memory above its
     host's, and roles on one host that together exceed its memory.
     The formulas are wsgi_sizing, database_sizing and cache_sizing above; docs/design.md has the table.
     """
-    plan = _Plan(hostvars, groups, defaults)
+    plan = _Plan(hostvars, groups, role_defaults() if defaults is None else defaults)
     g = plan.groups
-    for name in ("webservers", "dbservers", "cacheservers", "staticservers"):
-        if not g[name]:
-            plan.errors.append(f"the inventory has no host in group {name}")
-    if plan.errors:
-        raise AnsibleFilterError("site_plan: " + "; ".join(plan.errors))
     site_hosts = list(dict.fromkeys(h for name in PLAN_GROUPS for h in g[name]))
 
     hosts = {}
@@ -468,8 +488,8 @@ def site_plan(hostvars, groups, defaults, peak_concurrency=None):
     for host, w in web.items():
         w["maxconn"] = int(maxconn_override) if maxconn_override is not None else w["concurrency"]
     total = sum(concurrency.values())
-    largest = max(concurrency, key=concurrency.get)
-    n_minus_1 = total - concurrency[largest]
+    largest = max(concurrency, key=concurrency.get) if concurrency else None
+    n_minus_1 = total - concurrency[largest] if concurrency else 0
     peak = int(peak_concurrency) if peak_concurrency not in (None, "") else None
     web_total = {"hosts": len(web), "concurrency": total, "largest_host": largest, "concurrency_n_minus_1": n_minus_1,
                  "peak_concurrency": peak, "holds_peak": None if peak is None else total >= peak,
@@ -495,11 +515,14 @@ def site_plan(hostvars, groups, defaults, peak_concurrency=None):
         hosts[host]["memory_mb"]["mysql"] = d["buffer_pool_mb"] + d["connections_mb"]
         hosts[host]["reserved_mb"] = max(hosts[host]["reserved_mb"], int(plan.var(host, "mysql", "mysql_os_reserved_memory_mb")))
         db_sizing[host] = d
-    primary = g["dbservers"][0]
-    database = {"host": primary, "address": hosts[primary]["address"], "port": db_sizing[primary]["port"],
+    primary = g["dbservers"][0] if g["dbservers"] else None
+    database = None if primary is None else {"host": primary, "address": hosts[primary]["address"], "port": db_sizing[primary]["port"],
                 "max_connections": db_sizing[primary]["max_connections"],
                 "wait_timeout": int(plan.var(primary, "mysql", "mysql_wait_timeout")),
                 "conn_max_age": db_sizing[primary]["conn_max_age"], "sem_floor": db_sizing[primary]["sem_floor"],
+                "database": plan.var(primary, "mysql", "mysql_database"),
+                "app_user": plan.var(primary, "mysql", "mysql_app_user"),
+                "migrate_user": plan.var(primary, "mysql", "mysql_migrate_user"),
                 "client_addresses": [web[h]["address"] for h in g["webservers"]], "sizing": db_sizing}
 
     # ---- the cache tier: every WSGI worker holds client_pool_size connections to every server
@@ -528,10 +551,11 @@ def site_plan(hostvars, groups, defaults, peak_concurrency=None):
     for host in g["staticservers"]:
         static_ports[host] = _port(plan, host, "nginx_static", "nginx_static_port")
         hosts[host]["ports"]["nginx_static_port"] = static_ports[host]
-    first_static = g["staticservers"][0]
-    static = {"port": static_ports[first_static], "root": plan.var(first_static, "nginx_static", "nginx_static_root"),
-              "health_path": plan.var(first_static, "nginx_static", "nginx_static_health_path"),
-              "servers": {h: hosts[h]["address"] for h in g["staticservers"]}}
+    first_static = g["staticservers"][0] if g["staticservers"] else None
+    static = None if first_static is None else {
+        "port": static_ports[first_static], "root": plan.var(first_static, "nginx_static", "nginx_static_root"),
+        "health_path": plan.var(first_static, "nginx_static", "nginx_static_health_path"),
+        "servers": {h: hosts[h]["address"] for h in g["staticservers"]}}
     app_ports = {w["port"] for w in web.values()}
     for what, ports, name in (("web", app_ports, "apache_listen_port"), ("static", set(static_ports.values()),
                                                                          "nginx_static_port")):
@@ -540,7 +564,7 @@ def site_plan(hostvars, groups, defaults, peak_concurrency=None):
                                f"{', '.join(str(p) for p in sorted(ports))}); the balancer sends one port to all")
 
     # ---- the balancer
-    balancer = {"hosts": list(g["loadbalancers"]), "app_port": min(app_ports), "app_check_path": None,
+    balancer = {"hosts": list(g["loadbalancers"]), "app_port": min(app_ports, default=None), "app_check_path": None,
                 "http_port": None, "stats_port": None, "runtime_api_socket": None,
                 "backends": {"app": "app", "app_failopen": "app_failopen", "static": "static",
                              "static_failopen": "static_failopen"},
@@ -577,9 +601,10 @@ def site_plan(hostvars, groups, defaults, peak_concurrency=None):
 
     if plan.errors:
         raise AnsibleFilterError("site_plan: the plan cannot hold:\n- " + "\n- ".join(plan.errors))
-    return {"hosts": hosts, "web": web, "web_total": web_total, "database": database, "cache": cache,
+    return {"hosts": hosts, "addresses": {host: h["address"] for host, h in hosts.items()}, "web": web, "web_concurrency": concurrency, "web_total": web_total,
+            "database": database, "cache": cache,
             "static": static, "balancer": balancer,
-            "floors": {"kernel_sem": database["sem_floor"],
+            "floors": {"kernel_sem": database["sem_floor"] if database else None,
                        "nofile": {h: c["nofile_limit"] for h, c in cache_sizing_by_host.items()}}}
 
 

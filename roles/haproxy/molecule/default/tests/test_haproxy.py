@@ -285,8 +285,9 @@ def test_fail_open_when_every_healthz_fails_but_maintenance_stays_out(host, rest
         # An inventory without web hosts: the playbook passes an empty groups['webservers'].
         ({"haproxy_app_servers": []}, "haproxy_app_servers (0 hosts; the playbook passes groups['webservers'])"),
         ({"haproxy_admin_networks": ["127.0.0.0/8", "10.1.2.3"]}, "these are not: ['10.1.2.3']"),
-        # Every host's private address is broken: the first web host is named, with the variable.
-        ({"site_private_address": "not-an-address"}, "server host haproxy-web1 has no usable address"),
+        # Every host's private address is broken: the site plan names each host, with the variable.
+        ({"site_private_address": "not-an-address"},
+         "haproxy-web1: no usable private address (got 'not-an-address' from site_private_address)"),
     ],
     ids=["no-web-hosts", "admin-network-not-cidr", "web-host-without-address"],
 )
