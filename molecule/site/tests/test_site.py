@@ -3,7 +3,8 @@
 import re
 
 import pytest
-from helpers import BACKENDS, DOMAIN, LB, WEB, api, forget_facts, get, lab_image_only, playbook, recap
+from helpers import (BACKENDS, DB, DOMAIN, LB, WEB, api, forget_facts, get, lab_image_only, other_host, playbook, recap,
+                     server_limits)
 
 testinfra_hosts = [LB]
 
@@ -94,3 +95,31 @@ def test_tier_playbook_alone_needs_no_fact_cache_and_changes_nothing(host, tier)
     assert rc == 0, out[-6000:]
     changed = {h: c for h, (c, _) in recap(out).items()}
     assert changed and set(changed.values()) == {0}, changed
+
+
+@lab_image_only
+def test_a_tier_playbook_stops_before_any_change_when_the_balancers_maxconn_would_drift(host):
+    """webservers.yml with a new concurrency would leave HAProxy's per-server maxconn on the old one."""
+    running = int(server_limits(host, WEB[0])["app"])
+    rc, out = playbook("webservers.yml", "-e", f"apache_wsgi_processes={running + 1}")
+    assert rc != 0, out[-6000:]
+    text = " ".join(out.split())
+    assert f"HAProxy on {LB} runs per-server maxconn that differ from the site plan" in text, out[-6000:]
+    assert f"app/{WEB[0]} runs {running}, the plan says {running + 1}" in text, out[-6000:]
+    assert set(c for c, _ in recap(out).values()) == {0}, recap(out)
+    assert int(server_limits(host, WEB[0])["app"]) == running
+
+
+@lab_image_only
+def test_a_tier_playbook_brings_max_connections_back_live_without_a_restart(host):
+    """A MariaDB running below the plan's max_connections is set back live by any tier playbook."""
+    db = other_host(DB)
+    query = "mariadb -N -B -e 'SELECT @@GLOBAL.max_connections'"
+    planned = db.check_output(query)
+    pid = db.check_output("systemctl show -p MainPID --value mariadb")
+    db.check_output("mariadb -e 'SET GLOBAL max_connections = 20'")
+    rc, out = playbook("cacheservers.yml")
+    assert rc == 0, out[-6000:]
+    assert db.check_output(query) == planned
+    assert db.check_output("systemctl show -p MainPID --value mariadb") == pid
+

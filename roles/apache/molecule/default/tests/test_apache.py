@@ -4,10 +4,14 @@ stay alive, the vhosts, files served without Python, and a reload under load tha
 import os
 import pathlib
 import re
+import sys
 
 import pytest
 import testinfra.utils.ansible_runner
 import yaml
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[5] / "molecule" / "resources" / "tests"))
+from scenario import hostvars  # noqa: E402
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts(
     "webservers"
@@ -24,8 +28,7 @@ DOMAIN_VAR = "site_domain"
 @pytest.fixture(scope="module")
 def hvars(host):
     """The role's defaults with the scenario's inventory variables over them."""
-    inventory = host.ansible("debug", "var=hostvars[inventory_hostname]")["hostvars[inventory_hostname]"]
-    return {**DEFAULTS, **inventory}
+    return {**DEFAULTS, **hostvars(host)}
 
 
 # The web host's container limits (molecule.yml): the host is sized as a 1-CPU, 3 GiB machine.

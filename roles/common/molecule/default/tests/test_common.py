@@ -3,9 +3,13 @@
 import json
 import pathlib
 import re
+import sys
 
 import pytest
 import yaml
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[5] / "molecule" / "resources" / "tests"))
+from scenario import hostvars  # noqa: E402
 
 DEFAULTS = yaml.safe_load((pathlib.Path(__file__).parents[3] / "defaults" / "main.yml").read_text())
 
@@ -13,8 +17,7 @@ DEFAULTS = yaml.safe_load((pathlib.Path(__file__).parents[3] / "defaults" / "mai
 @pytest.fixture(scope="module")
 def hvars(host):
     """The role's defaults with the scenario's inventory variables over them."""
-    inventory = host.ansible("debug", "var=hostvars[inventory_hostname]")["hostvars[inventory_hostname]"]
-    return {**DEFAULTS, **inventory}
+    return {**DEFAULTS, **hostvars(host)}
 
 
 def sysctl(host, key):

@@ -2,11 +2,14 @@
 the refresh timer on one host, real WSGI requests, static files, rollback to the previous release."""
 
 import json
-import os
+import pathlib
 import re
+import sys
 
 import pytest
-import testinfra
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[5] / "molecule" / "resources" / "tests"))
+from scenario import other_host  # noqa: E402
 
 testinfra_hosts = ["ansible://webservers"]
 
@@ -48,11 +51,7 @@ SETTINGS_DUMP = (
 
 @pytest.fixture(scope="module")
 def data_host():
-    return testinfra.get_host("ansible://django-data", ansible_inventory=_inventory())
-
-
-def _inventory():
-    return os.environ["MOLECULE_INVENTORY_FILE"]
+    return other_host("django-data")
 
 
 def address_of(host):
@@ -93,7 +92,7 @@ def test_current_points_to_the_content_release(host, release):
 
 def test_same_release_on_every_web_host(host, release):
     other = "django-web2" if host.backend.get_hostname() == "django-web1" else "django-web1"
-    peer = testinfra.get_host(f"ansible://{other}", ansible_inventory=_inventory())
+    peer = other_host(other)
     assert peer.file(f"{ROOT}/current").linked_to == f"{ROOT}/releases/{release}"
 
 

@@ -1,21 +1,19 @@
 """The balancer in front of two stand-in backends, tested from the balancer like a client would."""
 
-import csv
-import io
-import json
-import os
 import pathlib
 import re
-import subprocess
+import sys
 import time
 
 import pytest
-import testinfra
 import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[5]
+sys.path.insert(0, str(ROOT / "molecule" / "resources" / "tests"))
+from scenario import expect_stop_before_change, http_get, other_host, runtime_api, stat_rows  # noqa: E402
 
 testinfra_hosts = ["haproxy-lb"]
 
-ROOT = pathlib.Path(__file__).resolve().parents[5]
 DEFAULTS = yaml.safe_load((pathlib.Path(__file__).parents[3] / "defaults" / "main.yml").read_text())
 SCENARIO = yaml.safe_load((pathlib.Path(__file__).parents[1] / "molecule.yml").read_text())
 INVENTORY = SCENARIO["provisioner"]["inventory"]
@@ -32,20 +30,9 @@ def concurrency(name):
     return web["apache_wsgi_processes"] * web["apache_wsgi_threads"]
 
 
-def other_host(name):
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}")
-
-
 def get(host, path="/", vhost=None, url=URL, extra=""):
-    """Status, headers (lower-case names) and body of one request."""
-    hdr = f"-H 'Host: {vhost}'" if vhost else ""
-    out = host.check_output(f"curl -s -m 20 -D - {hdr} {extra} '{url}{path}'")
-    head, _, body = out.replace("\r\n", "\n").partition("\n\n")
-    lines = head.split("\n")
-    status = int(lines[0].split()[1])
-    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
-    return status, headers, body
+    """Status, headers (lower-case names) and body of one request (curl gives up after 20 s)."""
+    return http_get(host, path, vhost=vhost, url=url, extra=extra, timeout=20)
 
 
 def served_by(host, n, path="/", vhost=None):
@@ -53,13 +40,12 @@ def served_by(host, n, path="/", vhost=None):
 
 
 def api(host, command):
-    return host.check_output(f"echo '{command}' | socat stdio {SOCKET}")
+    return runtime_api(host, command, SOCKET)
 
 
 def stat(host):
     """`show stat` rows keyed by (backend, server)."""
-    rows = csv.DictReader(io.StringIO(api(host, "show stat").lstrip("# ")))
-    return {(r["pxname"], r["svname"]): r for r in rows}
+    return {(r["pxname"], r["svname"]): r for r in stat_rows(host, SOCKET)}
 
 
 def backends_of(host, server):
@@ -292,25 +278,13 @@ def test_fail_open_when_every_healthz_fails_but_maintenance_stays_out(host, rest
     ids=["no-web-hosts", "admin-network-not-cidr", "web-host-without-address"],
 )
 def test_bad_input_stops_before_any_change(host, extra_vars, message):
-    before = host.file("/etc/haproxy/haproxy.cfg").md5sum
-    env = {
-        **os.environ,
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
-        "ANSIBLE_FACT_CACHING": "memory",
-    }
-    run = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ROOT / "playbooks" / "loadbalancers.yml"),
-         "-e", json.dumps(extra_vars)],
-        env=env, capture_output=True, text=True, timeout=600, check=False,
+    failures = expect_stop_before_change(
+        ROOT / "playbooks" / "loadbalancers.yml",
+        extra_vars=extra_vars,
+        env_extra={"ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_FACT_CACHING": "memory"},
+        json_output=True,
+        timeout=600,
+        unchanged=["haproxy-lb"],
+        watch=lambda: host.file("/etc/haproxy/haproxy.cfg").md5sum,
     )
-    assert run.returncode != 0
-    result = json.loads(run.stdout)
-    failed = [res for play in result["plays"] for task in play["tasks"] for res in task["hosts"].values()
-              if res.get("failed")]
-    # A loop's messages are in its items.
-    failed += [item for res in failed for item in res.get("results", []) if item.get("failed")]
-    failures = [" ".join(str(res.get("msg", "")).split()) for res in failed]
     assert any(message in f for f in failures), failures
-    assert result["stats"]["haproxy-lb"]["changed"] == 0
-    assert host.file("/etc/haproxy/haproxy.cfg").md5sum == before

@@ -4,16 +4,15 @@ Expected numbers are computed here from the hosts' facts and the scenario's inve
 back from the rendered configuration.
 """
 
-import json
 import math
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import testinfra
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[5] / "molecule" / "resources" / "tests"))
+from scenario import expect_stop_before_change, hostvars, other_host  # noqa: E402
 
 testinfra_hosts = ["memcached-cache"]
 
@@ -40,14 +39,6 @@ sys.stdout.write(buf.decode())
 """
 
 
-def other_host(request, name):
-    return testinfra.get_host("ansible://" + name, ansible_inventory=request.config.option.ansible_inventory)
-
-
-def hostvars(host):
-    return host.ansible("debug", "var=hostvars[inventory_hostname]")["hostvars[inventory_hostname]"]
-
-
 @pytest.fixture(scope="module")
 def hvars(host):
     return hostvars(host)
@@ -65,7 +56,7 @@ def private_ip(facts):
 
 @pytest.fixture(scope="module")
 def web1(request):
-    return other_host(request, "memcached-web1")
+    return other_host("memcached-web1", request.config.option.ansible_inventory)
 
 
 def ask(client, address, command):
@@ -89,7 +80,7 @@ def settings(web1, private_ip):
 def web_concurrency(request):
     total = 0
     for name in WEB_HOSTS:
-        v = hostvars(other_host(request, name))
+        v = hostvars(other_host(name, request.config.option.ansible_inventory))
         total += int(v["apache_wsgi_processes"]) * int(v.get("apache_wsgi_threads", 1))
     return total
 
@@ -184,11 +175,6 @@ def test_every_template_starts_with_ansible_managed():
         assert t.read_text().startswith("{{ ansible_managed | comment }}"), t.name
 
 
-def ansible_playbook():
-    found = shutil.which("ansible-playbook")
-    return found or str(Path(sys.executable).parent / "ansible-playbook")
-
-
 @pytest.mark.parametrize(
     "extra,expected",
     [
@@ -201,13 +187,7 @@ def ansible_playbook():
 def test_bad_input_stops_the_play_before_any_change(extra, expected):
     """Run the tier playbook again in check mode with one bad override: it must stop with a message."""
     converge = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"
-    run = subprocess.run(
-        [ansible_playbook(), "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(converge), "--check",
-         "-e", json.dumps(extra)],
-        capture_output=True, text=True, env=os.environ.copy(), check=False,
-    )
-    out = " ".join((run.stdout + run.stderr).split())
-    assert run.returncode != 0, out[-2000:]
+    out = " ".join(expect_stop_before_change(converge, "--check", extra_vars=extra).split())
     assert "memcached-cache : ok=" in out and "changed=0" in out.split("memcached-cache : ok=")[1][:40]
     for word in expected:
         assert word in out, f"{word!r} missing from the failure: {out[-2000:]}"

@@ -1,12 +1,15 @@
 """Shared fixtures: the scenario's hosts, the role's documented defaults and the inventory's values."""
 
+import sys
 from pathlib import Path
 
 import pytest
-import testinfra
 import yaml
 
 ROLES = Path(__file__).resolve().parents[4]
+sys.path.insert(0, str(ROLES.parent / "molecule" / "resources" / "tests"))
+from scenario import hostvars, other_host  # noqa: E402
+
 DB = "mysql-db"
 
 
@@ -20,7 +23,7 @@ def get_host(request):
     inventory = request.config.option.ansible_inventory
 
     def get(name):
-        return testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
+        return other_host(name, inventory)
 
     return get
 
@@ -28,7 +31,7 @@ def get_host(request):
 def inventory_vars(host, name, role):
     """The role's defaults overlaid with what the scenario's inventory sets for host `name`."""
     values = defaults(role)
-    hv = host.ansible("debug", f"var=hostvars['{name}']")[f"hostvars['{name}']"]
+    hv = hostvars(host, name)
     values.update({k: v for k, v in hv.items() if k in values or k.startswith("test_")})
     return values
 
@@ -42,7 +45,7 @@ def db(get_host):
 def db_vars(db):
     values = inventory_vars(db, DB, "mysql")
     # Passwords come from the inventory only (generated on first use), never from defaults.
-    hv = db.ansible("debug", f"var=hostvars['{DB}']")[f"hostvars['{DB}']"]
+    hv = hostvars(db, DB)
     values["mysql_app_password"] = hv["mysql_app_password"]
     values["mysql_migrate_password"] = hv["mysql_migrate_password"]
     return values
