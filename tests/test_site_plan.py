@@ -1,5 +1,6 @@
 """plugins/filter/sizing.py's site_plan: the lab's inventory and facts in, the plan out (no host)."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -101,6 +102,15 @@ def test_n_minus_1_says_whether_the_peak_holds_with_the_largest_host_down():
     assert (p["web_total"]["holds_peak"], p["web_total"]["holds_peak_n_minus_1"]) == (True, True)
 
 
+def test_a_peak_that_is_not_a_number_is_named():
+    with pytest.raises(AnsibleFilterError, match="site_peak_concurrency must be a whole number of requests, got 'lots'"):
+        plan(peak="lots")
+
+
+def test_an_empty_site_private_address_falls_back_to_the_facts():
+    assert plan(lab(web1={"site_private_address": ""}))["hosts"]["web1"]["address"] == "172.30.0.11"
+
+
 def test_the_balancer_override_sets_every_servers_maxconn():
     assert {w["maxconn"] for w in plan(lab(lb={"haproxy_app_server_maxconn": 7}))["web"].values()} == {7}
 
@@ -128,6 +138,8 @@ def test_roles_sharing_a_host_share_its_memory():
      "tier's concurrency 4"),
     (lab(web1={"apache_wsgi_processes": 40}), GROUPS, "web1: 40 WSGI processes (apache_wsgi_processes) do not fit"),
     (lab(cache={"memcached_memory_mb": 4000}), GROUPS, "cache: memcached's 4000 MiB (memcached_memory_mb) do not fit"),
+    (lab(cache={"memcached_max_connections": 5}, web1={"apache_wsgi_processes": 6}), GROUPS,
+     "cache: memcached's max connections 5 (memcached_max_connections) are below the 8 the web tier opens"),
     (lab(cache={"site_private_address": "not-an-address"}), GROUPS, "cache: no usable private address"),
     (lab(), {**GROUPS, "dbservers": ["db", "ghost"]}, "ghost"),
 ])
@@ -146,6 +158,16 @@ def test_a_tier_playbook_plans_with_the_groups_it_has():
 def test_a_static_tier_alone_plans_without_a_web_tier():
     p = plan(groups={"staticservers": ["web1"]})
     assert (p["web"], p["web_total"]["concurrency"], p["static"]["port"], p["database"]) == ({}, 0, 8081, None)
+
+
+@pytest.mark.parametrize(("host_name", "variable", "value", "what"), [
+    ("db", "mysql_wait_timeout", "ten minutes", "a whole number (int)"),
+    ("web1", "apache_wsgi_threads", "many", "a whole number (int)"),
+    ("db", "mysql_innodb_buffer_pool_ratio", "most", "a number (float)"),
+])
+def test_a_value_of_the_wrong_type_is_named_by_its_variable(host_name, variable, value, what):
+    with pytest.raises(AnsibleFilterError, match=rf"site_plan: {host_name}: {variable} must be {re.escape(what)}"):
+        plan(lab(**{host_name: {variable: value}}))
 
 
 def test_every_problem_is_listed_at_once():

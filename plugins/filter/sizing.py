@@ -357,11 +357,22 @@ class _Plan:
                                      "the plan reads plain values only: set it in the inventory")
         return value
 
-    def knobs(self, host, role, names, constants=()):
+    def knobs(self, host, role, names, spec, constants=()):
         """{knob: value} for the formula; names: knob names (the variable is <role>_<knob>) or a
-        {knob: variable} map; constants: knobs read from the role's __<role>_<knob> constants."""
+        {knob: variable} map; spec: the formula's {knob: (type, minimum)}, so that a value of the
+        wrong type is named by its variable and host; constants: knobs read from the role's
+        __<role>_<knob> constants."""
         variables = names if isinstance(names, dict) else {name: f"{role}_{name}" for name in names}
         found = {name: self.var(host, role, variable) for name, variable in variables.items()}
+        for name, variable in variables.items():
+            kind, value = spec[name][0], found[name]
+            if value is None or kind is str:
+                continue
+            try:
+                kind(value)
+            except (TypeError, ValueError) as err:
+                what = "a whole number (int)" if kind is int else "a number (float)"
+                raise AnsibleFilterError(f"site_plan: {host}: {variable} must be {what}, got {value!r}") from err
         found.update({name: self.var(host, role, f"__{role}_{name}") for name in constants})
         return found
 
@@ -412,18 +423,24 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     memcached, haproxy, nginx_static); None: role_defaults(), the bundle's own roles' files.
     peak_concurrency: requests in flight at the site's peak (site_peak_concurrency), or None.
 
-    Returns {"hosts": {host: {groups, address, address_source, vcpus, memtotal_mb, cpu_source,
-    memory_source, ports: {variable: port}, memory_mb: {role: MiB}, memory_total_mb}}, "addresses":
-    {host: private address},
-    "web": {host: wsgi_sizing(...) + address, port, maxconn}, "web_concurrency": {host: processes x
-    threads}, "web_total": {hosts, concurrency,
-    largest_host, concurrency_n_minus_1, peak_concurrency, holds_peak, holds_peak_n_minus_1},
-    "database": {host, address, port, database, app_user, migrate_user, max_connections, wait_timeout (s),
-    conn_max_age (s), sem_floor, client_addresses, sizing: {host: database_sizing(...)}} or None, "cache": {servers: ["address:port"],
-    sizing: {host: cache_sizing(...) + address, port}}, "static": {port, root, health_path, servers:
-    {host: address}}, "balancer": {hosts, http_port, stats_port, runtime_api_socket, app_port,
-    app_check_path, backends: {app, app_failopen, static, static_failopen}, app_servers: {host:
-    {address, maxconn}}}, "floors": {kernel_sem, nofile: {host: limit}}}.
+    Returns a dict (docs/design.md, "The site plan", has the table):
+      hosts:           {host: {groups, address, address_source, vcpus, memtotal_mb, cpu_source,
+                        memory_source, ports: {variable: port}, memory_mb: {role: MiB}, reserved_mb,
+                        memory_total_mb (MiB)}}
+      addresses:       {host: private address}
+      web:             {host: wsgi_sizing(...) + address, port, maxconn}
+      web_concurrency: {host: processes x threads}
+      web_total:       {hosts, concurrency, largest_host, concurrency_n_minus_1, peak_concurrency,
+                        holds_peak, holds_peak_n_minus_1 (None without a peak)}
+      database:        {host, address, port, database, app_user, migrate_user, max_connections,
+                        wait_timeout (s), conn_max_age (s), sem_floor, client_addresses,
+                        sizing: {host: database_sizing(...) + address, port}}, or None
+      cache:           {servers: ["address:port"], sizing: {host: cache_sizing(...) + address, port}}
+      static:          {port, root, health_path, servers: {host: address}}, or None
+      balancer:        {hosts, http_port, stats_port, runtime_api_socket, app_port, app_check_path,
+                        backends: {app, app_failopen, static, static_failopen},
+                        app_servers: {host: {address, maxconn}}}
+      floors:          {kernel_sem, nofile: {host: limit}}
 
     A tier whose group is empty has None (database, static) or no hosts, as a tier playbook's own
     scenario may have (a web tier of none counts 0; the playbooks that need a tier check it is there).
@@ -463,7 +480,7 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     # ---- the web tier
     web = {}
     for host in g["webservers"]:
-        wsgi = wsgi_sizing(plan.resources(host), plan.knobs(host, "apache", _WEB_KNOB_NAMES))
+        wsgi = wsgi_sizing(plan.resources(host), plan.knobs(host, "apache", _WEB_KNOB_NAMES, _WSGI_KNOBS))
         if not 1 <= wsgi["processes"] <= wsgi["memory_limit"]:
             plan.errors.append(
                 f"{host}: {wsgi['processes']} WSGI processes ({'apache_wsgi_processes' if wsgi['overridden'] else 'computed'}) "
@@ -490,7 +507,11 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     total = sum(concurrency.values())
     largest = max(concurrency, key=concurrency.get) if concurrency else None
     n_minus_1 = total - concurrency[largest] if concurrency else 0
-    peak = int(peak_concurrency) if peak_concurrency not in (None, "") else None
+    try:
+        peak = int(peak_concurrency) if peak_concurrency not in (None, "") else None
+    except (TypeError, ValueError):
+        peak = None
+        plan.errors.append(f"site_peak_concurrency must be a whole number of requests, got {peak_concurrency!r}")
     web_total = {"hosts": len(web), "concurrency": total, "largest_host": largest, "concurrency_n_minus_1": n_minus_1,
                  "peak_concurrency": peak, "holds_peak": None if peak is None else total >= peak,
                  "holds_peak_n_minus_1": None if peak is None else n_minus_1 >= peak}
@@ -499,7 +520,7 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     db_sizing = {}
     for host in g["dbservers"]:
         d = database_sizing(plan.resources(host), concurrency,
-                            plan.knobs(host, "mysql", _DATABASE_KNOB_NAMES, _DATABASE_CONSTANTS))
+                            plan.knobs(host, "mysql", _DATABASE_KNOB_NAMES, _DATABASE_KNOBS, _DATABASE_CONSTANTS))
         if d["max_connections"] < total:
             plan.errors.append(f"{host}: max_connections {d['max_connections']} ({d['max_connections_source']}) is "
                                f"below the web tier's concurrency {total} ({concurrency})")
@@ -516,7 +537,8 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
         hosts[host]["reserved_mb"] = max(hosts[host]["reserved_mb"], int(plan.var(host, "mysql", "mysql_os_reserved_memory_mb")))
         db_sizing[host] = d
     primary = g["dbservers"][0] if g["dbservers"] else None
-    database = None if primary is None else {"host": primary, "address": hosts[primary]["address"], "port": db_sizing[primary]["port"],
+    database = None if primary is None else {
+                "host": primary, "address": hosts[primary]["address"], "port": db_sizing[primary]["port"],
                 "max_connections": db_sizing[primary]["max_connections"],
                 "wait_timeout": int(plan.var(primary, "mysql", "mysql_wait_timeout")),
                 "conn_max_age": db_sizing[primary]["conn_max_age"], "sem_floor": db_sizing[primary]["sem_floor"],
@@ -529,13 +551,16 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     cache_sizing_by_host = {}
     for host in g["cacheservers"]:
         c = cache_sizing(plan.resources(host), concurrency,
-                         plan.knobs(host, "memcached", _CACHE_KNOB_NAMES, _CACHE_CONSTANTS))
+                         plan.knobs(host, "memcached", _CACHE_KNOB_NAMES, _CACHE_KNOBS, _CACHE_CONSTANTS))
         if not 1 <= c["memory_mb"] <= c["memory_limit_mb"]:
             plan.errors.append(f"{host}: memcached's {c['memory_mb']} MiB ({c['memory_source']}) do not fit: "
                                f"{c['memory_limit_mb']} MiB at most ({c['memtotal_mb']} MiB, {c['host_memory_source']})")
         if c["max_connections"] < c["client_connections"]:
-            plan.errors.append(f"{host}: memcached's max connections {c['max_connections']} are below the "
-                               f"{c['client_connections']} the web tier opens")
+            source = "memcached_max_connections" if plan.var(host, "memcached", "memcached_max_connections") is not None \
+                else "computed"
+            plan.errors.append(f"{host}: memcached's max connections {c['max_connections']} ({source}) are below the "
+                               f"{c['client_connections']} the web tier opens ({c['client_concurrency']} WSGI workers "
+                               "x memcached_client_pool_size)")
         c["port"] = _port(plan, host, "memcached", "memcached_port")
         c["address"] = hosts[host]["address"]
         hosts[host]["ports"]["memcached_port"] = c["port"]
@@ -601,7 +626,8 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
 
     if plan.errors:
         raise AnsibleFilterError("site_plan: the plan cannot hold:\n- " + "\n- ".join(plan.errors))
-    return {"hosts": hosts, "addresses": {host: h["address"] for host, h in hosts.items()}, "web": web, "web_concurrency": concurrency, "web_total": web_total,
+    return {"hosts": hosts, "addresses": {host: h["address"] for host, h in hosts.items()}, "web": web,
+            "web_concurrency": concurrency, "web_total": web_total,
             "database": database, "cache": cache,
             "static": static, "balancer": balancer,
             "floors": {"kernel_sem": database["sem_floor"] if database else None,
