@@ -53,6 +53,7 @@ def test_the_lab_plan_carries_every_cross_tier_number():
                            "servers": {"web1": "172.30.0.11", "web2": "172.30.0.12"}}
     b = p["balancer"]
     assert (b["http_port"], b["stats_port"], b["app_port"], b["app_check_path"]) == (80, 8404, 80, "/healthz")
+    assert b["app_server_weight"] == 100
     assert b["runtime_api_socket"] == "/run/haproxy/admin.sock"
     assert b["backends"] == {"app": "app", "app_failopen": "app_failopen", "static": "static",
                              "static_failopen": "static_failopen"}
@@ -109,6 +110,14 @@ def test_a_peak_that_is_not_a_number_is_named():
 
 def test_an_empty_site_private_address_falls_back_to_the_facts():
     assert plan(lab(web1={"site_private_address": ""}))["hosts"]["web1"]["address"] == "172.30.0.11"
+
+
+def test_two_balancers_must_send_alike():
+    hostvars = {**lab(lb={"haproxy_app_server_maxconn": 7}), "lb2": host("172.30.0.20", haproxy_app_server_weight=50)}
+    with pytest.raises(AnsibleFilterError) as err:
+        plan(hostvars, {**GROUPS, "loadbalancers": ["lb", "lb2"]})
+    assert "the balancers set different haproxy_app_server_maxconn (lb: 7, lb2: None)" in str(err.value)
+    assert "the balancers set different haproxy_app_server_weight (lb: 100, lb2: 50)" in str(err.value)
 
 
 def test_the_balancer_override_sets_every_servers_maxconn():

@@ -437,7 +437,7 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
                         sizing: {host: database_sizing(...) + address, port}}, or None
       cache:           {servers: ["address:port"], sizing: {host: cache_sizing(...) + address, port}}
       static:          {port, root, health_path, servers: {host: address}}, or None
-      balancer:        {hosts, http_port, stats_port, runtime_api_socket, app_port, app_check_path,
+      balancer:        {hosts, http_port, stats_port, runtime_api_socket, app_port, app_check_path, app_server_weight,
                         backends: {app, app_failopen, static, static_failopen},
                         app_servers: {host: {address, maxconn}}}
       floors:          {kernel_sem, nofile: {host: limit}}
@@ -500,10 +500,25 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     concurrency = {host: w["concurrency"] for host, w in web.items()}
 
     # ---- the balancer's view of the web tier: per-server maxconn is each host's concurrency
+    # Every balancer sends the same: one override and one weight for all, or the plan cannot say which.
     balancer_host = g["loadbalancers"][0] if g["loadbalancers"] else None
-    maxconn_override = plan.var(balancer_host, "haproxy", "haproxy_app_server_maxconn") if balancer_host else None
+    server_settings = {}
+    for lb in g["loadbalancers"]:
+        for name, default in (("haproxy_app_server_maxconn", None), ("haproxy_app_server_weight", 100)):
+            value = plan.var(lb, "haproxy", name)
+            try:
+                value = int(value) if value is not None else default
+            except (TypeError, ValueError):
+                plan.errors.append(f"{lb}: {name} must be a whole number, got {value!r}")
+                value = default
+            server_settings.setdefault(name, {})[lb] = value
+    for name, values in server_settings.items():
+        if len(set(values.values())) > 1:
+            plan.errors.append(f"the balancers set different {name} ({', '.join(f'{lb}: {v}' for lb, v in values.items())}); "
+                               "set it once for the loadbalancers group")
+    maxconn_override = server_settings.get("haproxy_app_server_maxconn", {}).get(balancer_host)
     for host, w in web.items():
-        w["maxconn"] = int(maxconn_override) if maxconn_override is not None else w["concurrency"]
+        w["maxconn"] = maxconn_override if maxconn_override is not None else w["concurrency"]
     total = sum(concurrency.values())
     largest = max(concurrency, key=concurrency.get) if concurrency else None
     n_minus_1 = total - concurrency[largest] if concurrency else 0
@@ -590,6 +605,7 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
 
     # ---- the balancer
     balancer = {"hosts": list(g["loadbalancers"]), "app_port": min(app_ports, default=None), "app_check_path": None,
+                "app_server_weight": server_settings.get("haproxy_app_server_weight", {}).get(balancer_host, 100),
                 "http_port": None, "stats_port": None, "runtime_api_socket": None,
                 "backends": {"app": "app", "app_failopen": "app_failopen", "static": "static",
                              "static_failopen": "static_failopen"},
