@@ -43,7 +43,7 @@ def test_the_lab_plan_carries_every_cross_tier_number():
     assert p["web_total"]["concurrency"] == 4
     assert p["web_total"]["concurrency_n_minus_1"] == 2
     db = p["database"]
-    assert (db["host"], db["address"], db["port"]) == ("db", "172.30.0.13", 3306)
+    assert (db["host"], db["address"], db["port"], db["socket"]) == ("db", "172.30.0.13", 3306, "/run/mysqld/mysqld.sock")
     # 4 + 10 admin is below the floor of 100; CONN_MAX_AGE is wait_timeout 600 - margin 60.
     assert (db["max_connections"], db["wait_timeout"], db["conn_max_age"]) == (100, 600, 540)
     assert db["client_addresses"] == ["172.30.0.11", "172.30.0.12"]

@@ -432,7 +432,7 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
       web_concurrency: {host: processes x threads}
       web_total:       {hosts, concurrency, largest_host, concurrency_n_minus_1, peak_concurrency,
                         holds_peak, holds_peak_n_minus_1 (None without a peak)}
-      database:        {host, address, port, database, app_user, migrate_user, max_connections,
+      database:        {host, address, port, socket, database, app_user, migrate_user, max_connections,
                         wait_timeout (s), conn_max_age (s), sem_floor, client_addresses,
                         sizing: {host: database_sizing(...) + address, port}}, or None
       cache:           {servers: ["address:port"], sizing: {host: cache_sizing(...) + address, port}}
@@ -560,6 +560,7 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
                 "database": plan.var(primary, "mysql", "mysql_database"),
                 "app_user": plan.var(primary, "mysql", "mysql_app_user"),
                 "migrate_user": plan.var(primary, "mysql", "mysql_migrate_user"),
+                "socket": plan.var(primary, "mysql", "__mysql_socket"),
                 "client_addresses": [web[h]["address"] for h in g["webservers"]], "sizing": db_sizing}
 
     # ---- the cache tier: every WSGI worker holds client_pool_size connections to every server

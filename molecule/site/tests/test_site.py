@@ -101,13 +101,15 @@ def test_tier_playbook_alone_needs_no_fact_cache_and_changes_nothing(host, tier)
 def test_a_tier_playbook_stops_before_any_change_when_the_balancers_maxconn_would_drift(host):
     """webservers.yml with a new concurrency would leave HAProxy's per-server maxconn on the old one."""
     running = int(server_limits(host, WEB[0])["app"])
-    rc, out = playbook("webservers.yml", "-e", f"apache_wsgi_processes={running + 1}")
-    assert rc != 0, out[-6000:]
-    text = " ".join(out.split())
-    assert f"HAProxy on {LB} runs per-server maxconn that differ from the site plan" in text, out[-6000:]
-    assert f"app/{WEB[0]} runs {running}, the plan says {running + 1}" in text, out[-6000:]
-    assert set(c for c, _ in recap(out).values()) == {0}, recap(out)
-    assert int(server_limits(host, WEB[0])["app"]) == running
+    # Also when the run's --limit leaves the balancer out.
+    for limit in ([], ["--limit", WEB[0]]):
+        rc, out = playbook("webservers.yml", "-e", f"apache_wsgi_processes={running + 1}", *limit)
+        assert rc != 0, out[-6000:]
+        text = " ".join(out.split())
+        assert "HAProxy runs per-server maxconn that differ from the site plan" in text, out[-6000:]
+        assert f"on {LB}, app/{WEB[0]} runs {running}, the plan says {running + 1}" in text, out[-6000:]
+        assert set(c for c, _ in recap(out).values()) == {0}, recap(out)
+        assert int(server_limits(host, WEB[0])["app"]) == running
 
 
 @lab_image_only
@@ -118,6 +120,11 @@ def test_a_tier_playbook_brings_max_connections_back_live_without_a_restart(host
     planned = db.check_output(query)
     pid = db.check_output("systemctl show -p MainPID --value mariadb")
     db.check_output("mariadb -e 'SET GLOBAL max_connections = 20'")
+    # A run whose --limit leaves the database out cannot set it: it stops before any change.
+    rc, out = playbook("webservers.yml", "--limit", WEB[0])
+    assert rc != 0, out[-6000:]
+    assert f"{DB} runs 20" in " ".join(out.split()), out[-6000:]
+    assert set(c for c, _ in recap(out).values()) == {0}, recap(out)
     rc, out = playbook("cacheservers.yml")
     assert rc == 0, out[-6000:]
     assert db.check_output(query) == planned
