@@ -17,7 +17,8 @@ ROLES = sorted(p.parent.parent for p in ROOT.glob("roles/*/tasks/main.yml"))
 # `tasks_from: name` in a playbook, a scenario or a role: {role: ..., tasks_from: ...} or the block form.
 TASKS_FROM = re.compile(r"^\s*tasks_from:\s*['\"]?([A-Za-z0-9_./-]+)", re.M)
 ROLE_NAME = re.compile(r"^\s*name:\s*['\"]?([A-Za-z0-9_.]+)['\"]?\s*$", re.M)
-INCLUDE = re.compile(r"(?:import|include)_tasks:\s*['\"]?([A-Za-z0-9_./-]+)")
+# `import_tasks: x.yml`, `include_tasks: x.yml`, or the long form's `file: x.yml`.
+INCLUDE = re.compile(r"(?:(?:import|include)_tasks:|^\s+file:)\s*['\"]?([A-Za-z0-9_./-]+\.yml)", re.M)
 
 
 def entry_points(role):
