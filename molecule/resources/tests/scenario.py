@@ -8,7 +8,8 @@ A test module (or conftest.py) puts this folder on sys.path first, then imports 
 
 (parents[5] is the repository from roles/<role>/molecule/default/tests/; parents[3] from molecule/site/tests/.)
 
-What is here: another host of the scenario, a host's inventory variables, one HTTP request with curl,
+What is here: another host of the scenario, a host's inventory variables, a platform's container
+limits as molecule.yml gives them, one HTTP request with curl,
 HAProxy's Runtime API and its `show stat`, ansible-playbook run from this machine against the
 scenario's hosts, the play recap, and "bad input stops the playbook before any change". Nothing here
 knows a scenario's host names or variables: the callers pass them.
@@ -28,6 +29,27 @@ import testinfra
 
 # HAProxy's Runtime API socket, as the haproxy role's default (haproxy_runtime_socket) puts it.
 RUNTIME_SOCKET = "/run/haproxy/admin.sock"
+# Docker's memory units (molecule.yml's `memory: 1024m`), in MiB.
+_MEMORY_UNITS_MIB = {"k": 1 / 1024, "m": 1, "g": 1024}
+
+
+def container_limits(name, scenario_dir):
+    """The container limits molecule.yml gives platform `name`: (cpus, memory_mb).
+
+    scenario_dir: the scenario's folder (a pathlib.Path) that holds molecule.yml. cpus: Docker's CPU
+    quota in CPUs (an int), None when the platform sets none; memory_mb: Docker's `memory` ("1024m",
+    "2g") in MiB (an int). Raises KeyError when the scenario has no such platform or the platform sets
+    no memory limit: a test that reads it expects the host to stand for a small machine.
+    """
+    import yaml  # the verifier's environment has it (Molecule depends on it)
+
+    scenario = yaml.safe_load((pathlib.Path(scenario_dir) / "molecule.yml").read_text())
+    platform = {p["name"]: p for p in scenario["platforms"]}[name]
+    memory = str(platform["memory"]).strip().lower()
+    unit = memory[-1] if memory[-1] in _MEMORY_UNITS_MIB else "b"
+    number = float(memory[:-1] if unit != "b" else memory)
+    memory_mb = int(number * _MEMORY_UNITS_MIB[unit]) if unit != "b" else int(number // (1024 * 1024))
+    return (int(platform["cpus"]) if "cpus" in platform else None), memory_mb
 
 
 def other_host(name, inventory=None):

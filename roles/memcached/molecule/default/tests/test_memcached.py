@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[5] / "molecule" / "resources" / "tests"))
-from scenario import expect_stop_before_change, hostvars, other_host  # noqa: E402
+from scenario import container_limits, expect_stop_before_change, hostvars, other_host  # noqa: E402
 
 testinfra_hosts = ["memcached-cache"]
 
@@ -21,8 +21,8 @@ PORT = 11211
 # memcached's own default -c, the floor of the computed value.
 CONNECTIONS_FLOOR = 1024
 THREADS_MAX = 64
-# The cache host's container limits (molecule.yml): a 1-CPU, 1 GiB machine.
-CPUS, MEMORY_MB = 1, 1024
+# The cache host's container limits (molecule.yml): the host is sized as the small machine they make.
+CPUS, MEMORY_MB = container_limits("memcached-cache", Path(__file__).parents[1])
 
 STATS_CLIENT = r"""
 import socket, sys

@@ -1,11 +1,17 @@
 """The mysql role on a converged database host, seen from the host itself and from the web tier."""
 
+import pathlib
+import sys
+
 import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[5] / "molecule" / "resources" / "tests"))
+from scenario import container_limits  # noqa: E402
 
 testinfra_hosts = ["ansible://mysql-db"]
 
 # The database host's container memory limit (molecule.yml), in MiB.
-MEMORY_MB = 2048
+_, MEMORY_MB = container_limits("mysql-db", pathlib.Path(__file__).parents[1])
 
 
 def sql(host, query, *args):
