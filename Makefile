@@ -20,6 +20,8 @@ ROLE_SCENARIOS   := $(sort $(patsubst %/molecule.yml,%,$(wildcard roles/*/molecu
 MATRIX_SCENARIOS ?= molecule/site
 # Scenarios run at once by `make test` (each logs to .cache/logs/).
 JOBS ?= 2
+# No-op converges `make converge-time` times.
+RUNS ?= 3
 # The suite's order: the whole site first, on the lab's distribution (the longest, with its rolling
 # deploys) and on the others (its container names end in the distribution, so they run at once),
 # then the role scenarios.
@@ -97,6 +99,10 @@ rollback: venv ## Roll the lab back to the release it ran before the last deploy
 .PHONY: bench
 bench: ## Load the lab's site through the balancer with wrk; prints req/s, latency, errors per page
 	@scripts/bench
+
+.PHONY: converge-time
+converge-time: ## Time a no-op site.yml on the running lab, RUNS times (3): each run, then min and median
+	@RUNS=$(RUNS) scripts/converge-time
 
 .PHONY: lab-destroy
 lab-destroy: venv ## Remove the lab containers (and the facts cached about them)
