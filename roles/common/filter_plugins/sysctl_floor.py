@@ -1,4 +1,9 @@
-"""Filters behind the common role's sysctl floor: raise a kernel value, never lower it."""
+"""Filters behind the common role's kernel settings: exact values, and floors raised, never lowered.
+
+The role reads every key's live value with one ``sysctl --values`` per host, then calls
+``ansible.posix.sysctl`` only for the keys these filters return: a module call per key costs about
+0.1 s per host even when it changes nothing (docs/performance.md, "Where the time goes").
+"""
 
 from ansible.errors import AnsibleFilterError
 
@@ -16,6 +21,11 @@ def _fields(value, what):
 
 def sysctl_floor(current, floor, key="sysctl"):
     """Return the value to set so that every field is at least the floor's field.
+
+    ``current``: the kernel's value (str with fields separated by whitespace, or a list of ints);
+    ``floor``: an int, a str of fields or a list of ints; ``key`` names the key in errors. Returns
+    a str of fields joined by one space. Raises AnsibleFilterError when a value is not integers, the
+    current value is empty, or the floor has more fields than the kernel value.
 
     Fields where the current value is already higher stay as they are; a floor with fewer fields
     than the key leaves the remaining fields alone. The result is the current value, untouched, when
@@ -35,12 +45,71 @@ def sysctl_floor(current, floor, key="sysctl"):
 
 
 def sysctl_normalize(value):
-    """Fold whitespace (the kernel separates fields with tabs, users with spaces)."""
+    """Fold whitespace (the kernel separates fields with tabs, users with spaces).
+
+    ``value``: a str, a number, or a list of fields. Returns a str with the fields joined by one space.
+    """
     if isinstance(value, (list, tuple)):
         return " ".join(str(v) for v in value)
     return " ".join(str(value).split())
 
 
+def _live(keys, live):
+    lines = list(live or [])
+    if len(lines) != len(keys):
+        raise AnsibleFilterError(
+            f"sysctl: read {len(lines)} live value(s) for {len(keys)} key(s) {list(keys)}: {lines}"
+        )
+    return dict(zip(keys, (sysctl_normalize(line) for line in lines)))
+
+
+def sysctl_changes(wanted, live, persisted=""):
+    """Return the exact settings the host does not hold yet, live or persisted.
+
+    ``wanted``: a dict of key -> value (str, int or list of fields), in the order the keys were read.
+    ``live``: the kernel's values, one str per key of ``wanted`` in the same order (the lines of
+    ``sysctl --values``). ``persisted``: the text of the sysctl.d file the settings persist in ('' when
+    it is missing); a setting counts as persisted when the file has the line ``key=value``, the form
+    ``ansible.posix.sysctl`` writes. Returns a list of {"key": str, "value": str} for the keys whose
+    live value differs (fields compared after folding whitespace) or whose line is missing.
+    Raises AnsibleFilterError when the number of live values is not the number of keys.
+    """
+    now = _live(list(wanted), live)
+    lines = set((persisted or "").splitlines())
+    changes = []
+    for key, value in wanted.items():
+        text = sysctl_normalize(value) if isinstance(value, (list, tuple)) else str(value)
+        if now[key] != sysctl_normalize(text) or f"{key}={text}" not in lines:
+            changes.append({"key": key, "value": text})
+    return changes
+
+
+def sysctl_raises(request, keys, live):
+    """Return the floors the running kernel is below, with the value that raises each.
+
+    ``request``: a dict of key -> floor (see ``sysctl_floor``). ``keys``: the keys of ``request`` that
+    were read, in order (a container leaves host-wide keys out). ``live``: the kernel's values, one str
+    per key of ``keys``. Returns a list of {"key": str, "value": str} for the keys with a field below
+    its floor; the value keeps every field already higher. Raises AnsibleFilterError as
+    ``sysctl_floor`` does, and when the number of live values is not the number of keys.
+    """
+    now = _live(list(keys), live)
+    raises = []
+    for key in keys:
+        raised = sysctl_floor(now[key], request[key], key)
+        if raised != now[key]:
+            raises.append({"key": key, "value": raised})
+    return raises
+
+
 class FilterModule:
+    """The common role's kernel-setting filters."""
+
     def filters(self):
-        return {"sysctl_floor": sysctl_floor, "sysctl_normalize": sysctl_normalize}
+        """Map the filter names to their functions."""
+        return {
+            "sysctl_floor": sysctl_floor,
+            "sysctl_normalize": sysctl_normalize,
+            "sysctl_changes": sysctl_changes,
+            "sysctl_raises": sysctl_raises,
+        }
