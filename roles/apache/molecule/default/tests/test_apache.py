@@ -11,7 +11,7 @@ import testinfra.utils.ansible_runner
 import yaml
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[5] / "molecule" / "resources" / "tests"))
-from scenario import container_limits, hostvars  # noqa: E402
+from scenario import container_limits, hostvars, recap, run_playbook  # noqa: E402
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts(
     "webservers"
@@ -292,3 +292,24 @@ def test_reload_under_load_fails_no_request(host, hvars, sizing):
         assert prefork_after == prefork_before
     else:
         assert not set(prefork_before) & set(prefork_after)
+
+
+def test_converge_repairs_the_mpm_and_modules_switched_off(host, domain, request):
+    """An operator (or a package) switched back to mpm_event and off a module the site needs: the next
+    converge, which reads mods-enabled once, switches both back, restarts Apache, and the site answers."""
+    host.check_output("a2dismod -q -f headers mpm_prefork && a2enmod -q mpm_event")
+    rc, output = run_playbook(
+        pathlib.Path(__file__).parents[1] / "converge.yml",
+        inventory=request.config.option.ansible_inventory,
+        limit=host.backend.get_hostname(),
+        env_extra={"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
+        timeout=900,
+    )
+    assert rc == 0, output[-4000:]
+    assert recap(output)[host.backend.get_hostname()][0] > 0
+    modules = host.check_output("apache2ctl -M")
+    assert "mpm_prefork_module" in modules and "mpm_event_module" not in modules
+    assert "headers_module" in modules
+    status, headers, _ = curl(host, "/", host_header=domain)
+    assert status == 200
+    assert headers["x-served-by"] == ["apache-web1"]

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[5] / "molecule" / "resources" / "tests"))
-from scenario import hostvars  # noqa: E402
+from scenario import hostvars, recap, run_playbook  # noqa: E402
 
 DEFAULTS = yaml.safe_load((pathlib.Path(__file__).parents[3] / "defaults" / "main.yml").read_text())
 
@@ -77,6 +77,26 @@ def test_multi_field_floor_raises_exactly_the_fields_below_it(host, hvars):
         # Persisted, so a reboot keeps the raised value.
         conf = host.file(hvars["common_sysctl_file"]).content_string
         assert re.search(r"^kernel\.sem\s*=\s*" + r"\s+".join(map(str, expected)) + r"\s*$", conf, re.M)
+
+
+def test_converge_puts_back_kernel_values_changed_since(host, hvars, request):
+    """A setting changed live, a setting's persisted line removed and a floor lowered live: the next
+    converge finds each in its one read and sets them again, and only them."""
+    conf = hvars["common_sysctl_file"]
+    host.check_output("sysctl -w net.ipv4.tcp_fin_timeout=60 net.core.somaxconn=128")
+    host.check_output(f"sed -i '/^net.ipv4.tcp_slow_start_after_idle=/d' {conf}")
+    rc, output = run_playbook(
+        pathlib.Path(__file__).parents[1] / "converge.yml",
+        inventory=request.config.option.ansible_inventory,
+        limit=host.backend.get_hostname(),
+        env_extra={"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
+        timeout=600,
+    )
+    assert rc == 0, output[-4000:]
+    assert sysctl(host, "net.ipv4.tcp_fin_timeout") == "15"
+    assert int(sysctl(host, "net.core.somaxconn")) >= hvars["common_sysctl_floors"]["net.core.somaxconn"]
+    assert re.search(r"^net\.ipv4\.tcp_slow_start_after_idle=0$", host.file(conf).content_string, re.M)
+    assert set(recap(output).values()) == {(1, 0)}, recap(output)
 
 
 def test_container_leaves_host_wide_keys_alone(host, hvars):
