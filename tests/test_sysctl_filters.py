@@ -8,7 +8,7 @@ from ansible.errors import AnsibleFilterError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "roles" / "common" / "filter_plugins"))
-from sysctl_floor import sysctl_changes, sysctl_floor, sysctl_normalize, sysctl_raises  # noqa: E402
+from sysctl_floor import sysctl_calls, sysctl_changes, sysctl_floor, sysctl_normalize, sysctl_raises  # noqa: E402
 
 SETTINGS = {"net.ipv4.ip_local_port_range": "1024 65000", "net.ipv4.tcp_tw_reuse": 1}
 PERSISTED = "net.ipv4.ip_local_port_range=1024 65000\nnet.ipv4.tcp_tw_reuse=1\n"
@@ -63,3 +63,14 @@ def test_raises_lists_only_keys_below_their_floor():
 
 def test_raises_with_nothing_read():
     assert sysctl_raises({"fs.file-max": 100}, [], []) == []
+
+
+def test_calls_split_one_read_between_settings_and_floors():
+    request = {"net.core.somaxconn": 4096}
+    live = ["1024\t65000", "0", "128"]  # the settings' keys, then the floor keys
+    assert sysctl_calls(SETTINGS, request, ["net.core.somaxconn"], live, PERSISTED) == [
+        {"key": "net.ipv4.tcp_tw_reuse", "value": "1"},
+        {"key": "net.core.somaxconn", "value": "4096"},
+    ]
+    with pytest.raises(AnsibleFilterError, match="2 live value"):
+        sysctl_calls(SETTINGS, request, ["net.core.somaxconn"], live[:2], PERSISTED)

@@ -102,6 +102,25 @@ def sysctl_raises(request, keys, live):
     return raises
 
 
+def sysctl_calls(settings, floor_request, floor_keys, live, persisted=""):
+    """Return every sysctl call a host needs: its exact settings that differ, then its floors to raise.
+
+    ``settings``: a dict of key -> exact value. ``floor_request``, ``floor_keys``: as ``sysctl_raises``'s
+    ``request`` and ``keys``. ``live``: one ``sysctl --values`` read of the settings' keys then the
+    floor keys, in that order (one str per key). ``persisted``: as ``sysctl_changes``'s.
+    Returns ``sysctl_changes(...) + sysctl_raises(...)`` (lists of {"key", "value"}). Raises
+    AnsibleFilterError when the number of live values is not the number of keys.
+    """
+    live = list(live or [])
+    split = len(settings)
+    if len(live) != split + len(floor_keys):
+        raise AnsibleFilterError(
+            f"sysctl: read {len(live)} live value(s) for {split + len(floor_keys)} key(s) "
+            f"{list(settings) + list(floor_keys)}: {live}"
+        )
+    return sysctl_changes(settings, live[:split], persisted) + sysctl_raises(floor_request, floor_keys, live[split:])
+
+
 class FilterModule:
     """The common role's kernel-setting filters."""
 
@@ -112,4 +131,5 @@ class FilterModule:
             "sysctl_normalize": sysctl_normalize,
             "sysctl_changes": sysctl_changes,
             "sysctl_raises": sysctl_raises,
+            "sysctl_calls": sysctl_calls,
         }
