@@ -145,6 +145,10 @@ def test_roles_sharing_a_host_share_its_memory():
     (lab(db={"memtotal_mb": 1024}), GROUPS, "db: MariaDB cannot take the web tier's concurrency on this host's memory"),
     (lab(db={"mysql_max_connections": 3}), GROUPS, "db: max_connections 3 (mysql_max_connections) is below the web "
      "tier's concurrency 4"),
+    (lab(db={"mysql_conn_max_age": 600}), GROUPS, "db: the app's CONN_MAX_AGE 600 s (mysql_conn_max_age) must be "
+     "above 0 and below mysql_wait_timeout 600 s"),
+    (lab(db={"mysql_wait_timeout": 30}), GROUPS, "db: the app's CONN_MAX_AGE -30 s (mysql_wait_timeout - "
+     "mysql_conn_max_age_margin 60) must be above 0"),
     (lab(web1={"apache_wsgi_processes": 40}), GROUPS, "web1: 40 WSGI processes (apache_wsgi_processes) do not fit"),
     (lab(cache={"memcached_memory_mb": 4000}), GROUPS, "cache: memcached's 4000 MiB (memcached_memory_mb) do not fit"),
     (lab(cache={"memcached_max_connections": 5}, web1={"apache_wsgi_processes": 6}), GROUPS,

@@ -545,6 +545,13 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
                 f"{d['max_connections']} x {d['per_connection_kb']} KiB = {d['connections_mb']} MiB + buffer pool "
                 f"{d['buffer_pool_mb']} MiB + reserved {d['needed_mb'] - d['connections_mb'] - d['buffer_pool_mb']} MiB "
                 f"= {d['needed_mb']} MiB, above its {d['memtotal_mb']} MiB ({d['memory_source']})")
+        wait_timeout = int(plan.var(host, "mysql", "mysql_wait_timeout"))
+        if not 0 < d["conn_max_age"] < wait_timeout:
+            source = ("mysql_conn_max_age" if plan.var(host, "mysql", "mysql_conn_max_age") is not None else
+                      f"mysql_wait_timeout - mysql_conn_max_age_margin {plan.var(host, 'mysql', 'mysql_conn_max_age_margin')}")
+            plan.errors.append(f"{host}: the app's CONN_MAX_AGE {d['conn_max_age']} s ({source}) must be above 0 and "
+                               f"below mysql_wait_timeout {wait_timeout} s, or MariaDB closes connections the app "
+                               "still reuses; raise mysql_wait_timeout or lower the margin or the override")
         d["port"] = _port(plan, host, "mysql", "mysql_port")
         d["address"] = hosts[host]["address"]
         hosts[host]["ports"]["mysql_port"] = d["port"]
