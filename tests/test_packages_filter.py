@@ -36,7 +36,8 @@ def test_versioned_or_qualified_name_always_goes_to_apt(name):
 
 @pytest.mark.parametrize(
     "wanted, installed",
-    [("nginx", []), (["nginx", 1], []), (["nginx"], "nginx"), (["nginx"], {"nginx": 1})],
+    [("nginx", []), (["nginx", 1], []), (["nginx"], "nginx"), (["nginx"], {"nginx": 1}), (["nginx"], [1]),
+     (["nginx"], [{"nginx": 1}])],
 )
 def test_bad_shapes_are_refused(wanted, installed):
     with pytest.raises(AnsibleFilterError, match="missing_packages"):

@@ -74,3 +74,14 @@ def test_calls_split_one_read_between_settings_and_floors():
     ]
     with pytest.raises(AnsibleFilterError, match="2 live value"):
         sysctl_calls(SETTINGS, request, ["net.core.somaxconn"], live[:2], PERSISTED)
+
+
+def test_values_compare_as_the_module_writes_them():
+    wanted = {"net.ipv4.tcp_tw_reuse": "yes", "net.ipv4.tcp_slow_start_after_idle": False, "a.b": " 3 "}
+    assert sysctl_changes(wanted, ["1", "0", "3"],
+                          "net.ipv4.tcp_tw_reuse=1\nnet.ipv4.tcp_slow_start_after_idle = 0\na.b=3\n") == []
+    assert sysctl_changes(wanted, ["1", "0", "3"], "") == [
+        {"key": "net.ipv4.tcp_tw_reuse", "value": "1"},
+        {"key": "net.ipv4.tcp_slow_start_after_idle", "value": "0"},
+        {"key": "a.b", "value": "3"},
+    ]

@@ -29,7 +29,9 @@ def missing_packages(wanted, installed):
         raise AnsibleFilterError(f"missing_packages: every wanted package must be a name, got {list(wanted)!r}")
     if installed is None:
         return list(wanted)
-    if isinstance(installed, str) or not isinstance(installed, (list, tuple)):
+    if isinstance(installed, str) or not isinstance(installed, (list, tuple)) or not all(
+        isinstance(name, str) for name in installed
+    ):
         raise AnsibleFilterError(
             f"missing_packages: the installed packages must be a list of names or null, got {installed!r}"
         )

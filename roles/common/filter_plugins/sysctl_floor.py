@@ -1,11 +1,12 @@
 """Filters behind the common role's kernel settings: exact values, and floors raised, never lowered.
 
-The role reads every key's live value with one ``sysctl --values`` per host, then calls
+The role reads every key's live value with one ``cat`` of /proc/sys per host, then calls
 ``ansible.posix.sysctl`` only for the keys these filters return: a module call per key costs about
 0.1 s per host even when it changes nothing (docs/performance.md, "Where the time goes").
 """
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import BOOLEANS_FALSE, BOOLEANS_TRUE
 
 
 def _fields(value, what):
@@ -63,23 +64,51 @@ def _live(keys, live):
     return dict(zip(keys, (sysctl_normalize(line) for line in lines)))
 
 
+def _module_value(value):
+    """The value as ``ansible.posix.sysctl`` writes it: booleans and their words as 1 or 0, fields of a
+    list joined by one space, anything else stripped."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (list, tuple)):
+        return sysctl_normalize(value)
+    text = str(value)
+    if text.lower() in BOOLEANS_TRUE:
+        return "1"
+    if text.lower() in BOOLEANS_FALSE:
+        return "0"
+    return text.strip()
+
+
+def _file_values(persisted):
+    """The key -> value lines of a sysctl.d file, read as ``ansible.posix.sysctl`` reads them."""
+    values = {}
+    for line in (persisted or "").splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")) or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip()
+    return values
+
+
 def sysctl_changes(wanted, live, persisted=""):
     """Return the exact settings the host does not hold yet, live or persisted.
 
-    ``wanted``: a dict of key -> value (str, int or list of fields), in the order the keys were read.
-    ``live``: the kernel's values, one str per key of ``wanted`` in the same order (the lines of
-    ``sysctl --values``). ``persisted``: the text of the sysctl.d file the settings persist in ('' when
-    it is missing); a setting counts as persisted when the file has the line ``key=value``, the form
-    ``ansible.posix.sysctl`` writes. Returns a list of {"key": str, "value": str} for the keys whose
-    live value differs (fields compared after folding whitespace) or whose line is missing.
+    ``wanted``: a dict of key -> value (str, int, bool or list of fields), in the order the keys were
+    read. ``live``: the kernel's values, one str per key of ``wanted`` in the same order (the lines of
+    ``cat`` on their /proc/sys files). ``persisted``: the text of the sysctl.d file the
+    settings persist in ('' when it is missing). Each value is compared as ``ansible.posix.sysctl``
+    writes and compares it (true/yes/on as 1, false/no/off as 0, stripped; live fields after folding
+    whitespace), so a key the module would leave alone is never returned.
+    Returns a list of {"key": str, "value": str} for the keys whose live value or persisted line differs.
     Raises AnsibleFilterError when the number of live values is not the number of keys.
     """
     now = _live(list(wanted), live)
-    lines = set((persisted or "").splitlines())
+    in_file = _file_values(persisted)
     changes = []
     for key, value in wanted.items():
-        text = sysctl_normalize(value) if isinstance(value, (list, tuple)) else str(value)
-        if now[key] != sysctl_normalize(text) or f"{key}={text}" not in lines:
+        text = _module_value(value)
+        if now[key] != sysctl_normalize(text) or in_file.get(key) != text:
             changes.append({"key": key, "value": text})
     return changes
 
@@ -106,7 +135,7 @@ def sysctl_calls(settings, floor_request, floor_keys, live, persisted=""):
     """Return every sysctl call a host needs: its exact settings that differ, then its floors to raise.
 
     ``settings``: a dict of key -> exact value. ``floor_request``, ``floor_keys``: as ``sysctl_raises``'s
-    ``request`` and ``keys``. ``live``: one ``sysctl --values`` read of the settings' keys then the
+    ``request`` and ``keys``. ``live``: one read of the settings' keys then the
     floor keys, in that order (one str per key). ``persisted``: as ``sysctl_changes``'s.
     Returns ``sysctl_changes(...) + sysctl_raises(...)`` (lists of {"key", "value"}). Raises
     AnsibleFilterError when the number of live values is not the number of keys.
