@@ -270,6 +270,26 @@ def test_no_process_churn_under_requests(host):
     assert children(host) == before
 
 
+def test_log_rotation_under_load_fails_no_request_and_restarts_nothing(host):
+    """The daily rotation (forced here) under load: no failed request, the same main, prefork and WSGI
+    processes before and after (Debian's own rule reloads Apache, which restarts every daemon process),
+    and the log was rotated."""
+    main_before, before = apache_parent(host), children(host)
+    # notifempty: make sure there is something to rotate.
+    host.check_output("echo '[test] before the rotation' >> /var/log/apache2/error.log")
+    out = host.check_output(
+        "wrk -t2 -c16 -d10s --timeout 15s http://127.0.0.1/ > /tmp/wrk-rotate.out 2>&1 & "
+        "sleep 3; logrotate --force /etc/logrotate.d/apache2; echo rotate-rc=$?; wait; cat /tmp/wrk-rotate.out"
+    )
+    assert "rotate-rc=0" in out, out
+    assert int(re.search(r"(\d+) requests in", out).group(1)) > 0, out
+    assert "Socket errors" not in out, out
+    assert "Non-2xx or 3xx responses" not in out, out
+    assert (apache_parent(host), children(host)) == (main_before, before)
+    assert "[test] before the rotation" in host.file("/var/log/apache2/error.log.1").content_string
+    assert "[test] before the rotation" not in host.file("/var/log/apache2/error.log").content_string
+
+
 def test_reload_under_load_fails_no_request(host, hvars, sizing):
     _, daemons_before = children(host)
     prefork_before, _ = children(host)
