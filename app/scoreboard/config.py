@@ -1,5 +1,7 @@
-"""Typed access to SCOREBOARD_* settings from the environment and an optional file.
+"""Typed access to settings from the environment and an optional file.
 
+``Config.load()`` reads the demo's own ``SCOREBOARD_*`` names; ``Config.load(prefix="")`` reads any
+name (the ``DJANGO_*``, ``DATABASE_URL`` and ``CACHE_URL`` the bundle gives every project).
 Values come from two places, the environment winning over the file:
 
 * the process environment;
@@ -11,6 +13,7 @@ Values come from two places, the environment winning over the file:
 import json
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -43,22 +46,33 @@ def read_settings_file(path):
     return values
 
 
-class Config:
-    """Look up ``SCOREBOARD_<NAME>`` values with type conversion and defaults."""
+def cache_locations(url):
+    """The memcached servers of a CACHE_URL, ``pymemcache://host:port[,host:port...]``, as a list of
+    "host:port" strings. Raises ImproperlyConfigured for another scheme or no server."""
+    parts = urlsplit(url)
+    servers = [server.strip() for server in parts.netloc.split(",") if server.strip()]
+    if parts.scheme not in ("pymemcache", "memcache") or not servers:
+        raise ImproperlyConfigured(f"CACHE_URL: expected pymemcache://HOST:PORT[,HOST:PORT...], got {url!r}")
+    return servers
 
-    def __init__(self, values):
+
+class Config:
+    """Look up ``<PREFIX><NAME>`` values with type conversion and defaults (PREFIX: SCOREBOARD_)."""
+
+    def __init__(self, values, prefix=PREFIX):
         self._values = values
+        self._prefix = prefix
 
     @classmethod
-    def load(cls, environ=None):
+    def load(cls, environ=None, prefix=PREFIX):
         environ = os.environ if environ is None else environ
         path = environ.get(FILE_VARIABLE)
         values = dict(read_settings_file(path)) if path else {}
         values.update(environ)
-        return cls(values)
+        return cls(values, prefix)
 
     def _raw(self, name, default):
-        return self._values.get(PREFIX + name, default)
+        return self._values.get(self._prefix + name, default)
 
     def str(self, name, default=None):
         value = self._raw(name, default)
@@ -67,7 +81,7 @@ class Config:
     def required(self, name):
         value = self.str(name)
         if not value:
-            raise ImproperlyConfigured(f"{PREFIX}{name} must be set")
+            raise ImproperlyConfigured(f"{self._prefix}{name} must be set")
         return value
 
     def bool(self, name, default=False):
@@ -79,7 +93,7 @@ class Config:
             return True
         if word in FALSE_WORDS:
             return False
-        raise ImproperlyConfigured(f"{PREFIX}{name}: not a boolean: {value!r}")
+        raise ImproperlyConfigured(f"{self._prefix}{name}: not a boolean: {value!r}")
 
     def int(self, name, default):
         return self._number(int, name, default)
@@ -93,7 +107,7 @@ class Config:
             return kind(value)
         except (TypeError, ValueError):
             raise ImproperlyConfigured(
-                f"{PREFIX}{name}: not a {kind.__name__}: {value!r}"
+                f"{self._prefix}{name}: not a {kind.__name__}: {value!r}"
             ) from None
 
     def list(self, name, default=()):

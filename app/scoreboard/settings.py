@@ -1,29 +1,37 @@
-"""Settings for the scoreboard demo, all read from SCOREBOARD_* variables.
+"""Settings for the scoreboard demo, read from the environment.
 
-See README.md ("Settings") for the full list. ``SCOREBOARD_SETTINGS_FILE`` may
-name a JSON or KEY=VALUE file holding the same variables; the environment wins.
+What differs between deployments comes under the names most Django projects read (the bundle's
+table: docs/your-project.md): DJANGO_SECRET_KEY, DJANGO_DEBUG, DJANGO_ALLOWED_HOSTS,
+DJANGO_CSRF_TRUSTED_ORIGINS, DATABASE_URL (through dj-database-url) with DJANGO_CONN_MAX_AGE,
+CACHE_URL, DJANGO_STATIC_ROOT, DJANGO_LOG_LEVEL, DJANGO_RELEASE and DJANGO_SERVED_BY. The demo's
+own tuning is read from SCOREBOARD_* variables (README.md, "Settings"); SCOREBOARD_SETTINGS_FILE
+may name a JSON or KEY=VALUE file holding those.
 """
 
 import socket
 from pathlib import Path
 
-from scoreboard.config import Config
+import dj_database_url
+
+from scoreboard.config import Config, cache_locations
 from scoreboard.dbdriver import ensure_mysqldb
 
 ensure_mysqldb()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = Config.load()
+django_env = Config.load(prefix="")
 
-DEBUG = env.bool("DEBUG", False)
+DEBUG = django_env.bool("DJANGO_DEBUG", False)
 # Required unless DEBUG is on; all hosts of a site must share it.
-SECRET_KEY = env.str("SECRET_KEY") or (
-    "insecure-dev-only-key" if DEBUG else env.required("SECRET_KEY")
+SECRET_KEY = django_env.str("DJANGO_SECRET_KEY") or (
+    "insecure-dev-only-key" if DEBUG else django_env.required("DJANGO_SECRET_KEY")
 )
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+ALLOWED_HOSTS = django_env.list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = django_env.list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
-RELEASE = env.str("RELEASE", "dev")
-SERVED_BY = env.str("SERVED_BY") or socket.gethostname()
+RELEASE = django_env.str("DJANGO_RELEASE", "dev")
+SERVED_BY = django_env.str("DJANGO_SERVED_BY") or socket.gethostname()
 
 INSTALLED_APPS = [
     "django.contrib.staticfiles",
@@ -63,38 +71,35 @@ TEMPLATES = [
     }
 ]
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.mysql",
-        "HOST": env.str("DB_HOST", "127.0.0.1"),
-        "PORT": env.str("DB_PORT", "3306"),
-        "NAME": env.str("DB_NAME", "scoreboard"),
-        "USER": env.str("DB_USER", "scoreboard"),
-        "PASSWORD": env.str("DB_PASSWORD", ""),
-        # Persistent connections: reuse one connection per worker for this many
-        # seconds (0 = close after each request, None = unlimited).
-        "CONN_MAX_AGE": env.int("CONN_MAX_AGE", 60),
-        # Ping a reused connection before the first query of a request, so a
-        # connection killed by the server (wait_timeout, restart) is replaced.
-        "CONN_HEALTH_CHECKS": True,
-        "OPTIONS": {
-            "charset": "utf8mb4",
-            "connect_timeout": env.int("DB_CONNECT_TIMEOUT", 5),
-        },
-        "TEST": {
-            "NAME": env.str("TEST_DB_NAME", None),
-            "CHARSET": "utf8mb4",
-            "COLLATION": "utf8mb4_unicode_ci",
-        },
-    }
+# DATABASE_URL: mysql://USER:PASSWORD@HOST:PORT/NAME?charset=utf8mb4 (dj-database-url's form).
+_database = dj_database_url.parse(
+    django_env.str("DATABASE_URL", "mysql://scoreboard@127.0.0.1:3306/scoreboard?charset=utf8mb4"),
+    # Persistent connections: reuse one connection per worker for this many seconds (0 = close
+    # after each request). The bundle passes the site plan's value, below MariaDB's wait_timeout.
+    conn_max_age=django_env.int("DJANGO_CONN_MAX_AGE", 60),
+    # Ping a reused connection before the first query of a request, so a connection killed by the
+    # server (wait_timeout, restart) is replaced.
+    conn_health_checks=True,
+)
+_database["OPTIONS"] = {
+    "charset": "utf8mb4",
+    **_database.get("OPTIONS", {}),
+    "connect_timeout": env.int("DB_CONNECT_TIMEOUT", 5),
 }
+_database["TEST"] = {
+    "NAME": env.str("TEST_DB_NAME", None),
+    "CHARSET": "utf8mb4",
+    "COLLATION": "utf8mb4_unicode_ci",
+}
+DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 cache_socket_timeout = env.float("CACHE_SOCKET_TIMEOUT", 1.0)
 CACHES = {
     "default": {
         "BACKEND": "scoreboard.cache.PersistentPyMemcacheCache",
-        "LOCATION": env.list("CACHE_SERVERS", ["127.0.0.1:11211"]),
+        # CACHE_URL: pymemcache://HOST:PORT[,HOST:PORT...], every server of the cache tier.
+        "LOCATION": cache_locations(django_env.str("CACHE_URL", "pymemcache://127.0.0.1:11211")),
         "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", "scoreboard"),
         "TIMEOUT": 300,
         "OPTIONS": {
@@ -113,7 +118,7 @@ HOT_CACHE_LOCK_SECONDS = env.int("HOT_CACHE_LOCK_SECONDS", 30)
 HOT_CACHE_WAIT_SECONDS = env.float("HOT_CACHE_WAIT_SECONDS", 5.0)
 
 STATIC_URL = env.str("STATIC_URL", "/static/")
-STATIC_ROOT = env.str("STATIC_ROOT", str(BASE_DIR / "staticfiles"))
+STATIC_ROOT = django_env.str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Hashed file names (site.3f2a1c.css): cacheable forever by nginx/browsers.
@@ -136,5 +141,5 @@ LOGGING = {
             "formatter": "plain",
         }
     },
-    "root": {"handlers": ["stderr"], "level": env.str("LOG_LEVEL", "WARNING")},
+    "root": {"handlers": ["stderr"], "level": django_env.str("DJANGO_LOG_LEVEL", "WARNING")},
 }

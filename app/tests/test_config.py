@@ -5,7 +5,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from scoreboard.config import Config
+from scoreboard.config import Config, cache_locations
 from scoreboard.dbdriver import ensure_mysqldb
 
 
@@ -65,3 +65,19 @@ def test_pymysql_stands_in_when_mysqldb_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "MySQLdb", None)  # import MySQLdb -> ImportError
     ensure_mysqldb()
     assert sys.modules["MySQLdb"] is pymysql
+
+
+def test_unprefixed_names_read_what_the_bundle_gives():
+    env = Config.load({"DJANGO_DEBUG": "False", "DJANGO_ALLOWED_HOSTS": "a.example,b.example,"}, prefix="")
+    assert env.bool("DJANGO_DEBUG") is False
+    assert env.list("DJANGO_ALLOWED_HOSTS") == ["a.example", "b.example"]
+
+
+def test_cache_url_lists_every_server():
+    assert cache_locations("pymemcache://10.0.0.1:11211,10.0.0.2:11211") == ["10.0.0.1:11211", "10.0.0.2:11211"]
+
+
+@pytest.mark.parametrize("url", ["redis://10.0.0.1:6379", "pymemcache://"])
+def test_cache_url_of_another_kind_is_refused(url):
+    with pytest.raises(ImproperlyConfigured, match="CACHE_URL"):
+        cache_locations(url)

@@ -134,7 +134,8 @@ def test_settings_as_the_app_sees_them(host, hostname, release, data_address):
     assert s["SECRET_KEY"] == SECRET_KEY
     assert s["DB"] == {
         "HOST": data_address,
-        "PORT": "3306",
+        # dj-database-url's parse of DATABASE_URL gives the port as a number.
+        "PORT": 3306,
         "NAME": "scoreboard",
         "USER": "scoreboard",
         "CONN_MAX_AGE": CONN_MAX_AGE,
