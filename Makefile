@@ -18,15 +18,19 @@ MATRIX_DISTROS ?= trixie bookworm
 # rolling deploys under load) on LAB_DISTRO and on every other MATRIX_DISTROS.
 ROLE_SCENARIOS   := $(sort $(patsubst %/molecule.yml,%,$(wildcard roles/*/molecule/*/molecule.yml)))
 MATRIX_SCENARIOS ?= molecule/site
+# Other multi-host scenarios, on LAB_DISTRO: a startproject-style project of the user's own, deployed
+# unchanged (docs/your-project.md).
+SITE_SCENARIOS ?= molecule/project
 # Scenarios run at once by `make test` (each logs to .cache/logs/).
 JOBS ?= 2
 # No-op converges `make converge-time` times.
 RUNS ?= 3
 # The suite's order: the whole site first, on the lab's distribution (the longest, with its rolling
 # deploys) and on the others (its container names end in the distribution, so they run at once),
-# then the role scenarios.
+# then the other multi-host scenarios, then the role scenarios.
 SUITE := $(foreach s,$(MATRIX_SCENARIOS),$(s)@$(LAB_IMAGE)) \
 	$(foreach d,$(filter-out $(LAB_DISTRO),$(MATRIX_DISTROS)),$(foreach s,$(MATRIX_SCENARIOS),$(s)@local/debian-systemd:$(d))) \
+	$(foreach s,$(SITE_SCENARIOS),$(s)@$(LAB_IMAGE)) \
 	$(foreach s,$(filter-out $(MATRIX_SCENARIOS),$(ROLE_SCENARIOS)),$(s)@$(LAB_IMAGE))
 
 export BUNDLE_ROOT := $(ROOT)
@@ -111,8 +115,8 @@ lab-destroy: venv ## Remove the lab containers (and the facts cached about them)
 
 # ---- the demo app's own tests, against a real MariaDB and memcached on this machine -------------
 APP_VENV := $(ROOT)/.cache/app-venv
-APP_TEST_ENV := SCOREBOARD_DB_HOST=127.0.0.1 SCOREBOARD_DB_PORT=3306 SCOREBOARD_DB_USER=scoreboard \
-	SCOREBOARD_DB_PASSWORD=scoreboard SCOREBOARD_CACHE_SERVERS=127.0.0.1:11211
+APP_TEST_ENV := DATABASE_URL='mysql://scoreboard:scoreboard@127.0.0.1:3306/scoreboard?charset=utf8mb4' \
+	CACHE_URL=pymemcache://127.0.0.1:11211
 
 $(APP_VENV)/.installed: app/requirements.txt app/requirements-test.txt
 	$(PYTHON) -m venv $(APP_VENV)

@@ -11,7 +11,8 @@ A test module (or conftest.py) puts this folder on sys.path first, then imports 
 What is here: another host of the scenario, a host's inventory variables, a platform's container
 limits as molecule.yml gives them, one HTTP request with curl,
 HAProxy's Runtime API and its `show stat`, ansible-playbook run from this machine against the
-scenario's hosts, the play recap, and "bad input stops the playbook before any change". Nothing here
+scenario's hosts, the play recap, "bad input stops the playbook before any change", and a steady
+wrk load through a balancer (PacedLoad). Nothing here
 knows a scenario's host names or variables: the callers pass them.
 """
 
@@ -22,6 +23,7 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -182,3 +184,45 @@ def expect_stop_before_change(playbook, *args, unchanged=(), watch=None, **optio
     if watch:
         assert watch() == before
     return failure_messages(output) if options.get("json_output") else output
+
+
+class PacedLoad:
+    """wrk from this machine through a balancer container's public frontend, until stop(): a steady
+    load of `connections` connections, each pausing `delay_ms` between its requests (paced.lua), so the
+    deploy under test is never slowed down by the load itself.
+
+    container: the balancer's container name (its address is read from Docker). domain: the Host
+    header. path: the page requested."""
+
+    SCRIPT = pathlib.Path(__file__).with_name("paced.lua")
+
+    def __init__(self, container, domain, path="/", connections=32, delay_ms=1000):
+        address = subprocess.run(
+            ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container],
+            capture_output=True, text=True, check=True).stdout.strip()
+        self.proc = subprocess.Popen(
+            ["wrk", "-t2", f"-c{connections}", "-d3600s", "--timeout", "30s", "-s", str(self.SCRIPT),
+             "-H", f"Host: {domain}", f"http://{address}{path}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "WRK_DELAY_MS": str(delay_ms)})
+
+    def stop(self):
+        """Stop wrk (it prints its summary on SIGINT). Returns {"requests": int, "non_2xx": int (non-2xx
+        and non-3xx responses), "socket_errors": int (connect, read, write and timeout), "output": str}."""
+        self.proc.send_signal(signal.SIGINT)
+        out, _ = self.proc.communicate(timeout=120)
+        requests = int(re.search(r"(\d+) requests in", out).group(1))
+        bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+        return {
+            "requests": requests,
+            "non_2xx": int(bad.group(1)) if bad else 0,
+            "socket_errors": sum(int(n) for n in errors.groups()) if errors else 0,
+            "output": out,
+        }
+
+    def kill(self):
+        """Stop wrk without its summary, if it still runs (a failed test's leftover)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

@@ -4,7 +4,8 @@ They run after test_site.py (which only reads the converged site), on the same h
 site is converged once for both. The tests run in file order and build on each other, as an
 operator's day would: a bad batch size (refused before any change), a full rolling deploy under
 load with a canary first (it passes, goes to full weight and the other host follows), the same
-deploy again without a canary (nothing changes), a release whose migrations fail (no host switches),
+deploy again without a canary (nothing changes), a release whose deployment checks fail (stopped on the
+controller), a release whose migrations fail (no host switches),
 a release that fails to import (the rollout stops at the first host, rollback.yml restores it), and a
 canary whose release answers 5xx on a page (the soak catches it). Each full deploy costs minutes, so
 one covers both the canary and the plain path (the hosts after the canary take the plain one, as
@@ -13,16 +14,12 @@ playbooks/deploy.yml and rollback.yml run from this machine against the scenario
 `ansible-playbook` would in production.
 """
 
-import os
-import pathlib
 import re
 import shutil
-import signal
-import subprocess
 
 import pytest
-from helpers import (BACKENDS, BUNDLE, DOMAIN, LB, WEB, api, forget_facts, get, lab_image_only, playbook, recap,
-                     server_limits)
+from helpers import (BACKENDS, BUNDLE, DOMAIN, LB, WEB, PacedLoad, api, forget_facts, get, lab_image_only, playbook,
+                     recap, server_limits)
 
 testinfra_hosts = [LB]
 
@@ -32,11 +29,10 @@ pytestmark = lab_image_only
 FIRST, REST = WEB[0], WEB[1:]
 APP_ROOT = "/srv/scoreboard"
 CONNECTIONS = 32
-# Each connection's pause between requests (paced.lua): 32 connections x 1 request/s is a steady load
+# Each connection's pause between requests (molecule/resources/tests/paced.lua): 32 connections x 1 request/s is a steady load
 # well below what the two web hosts serve, so it is never the deploy's bottleneck, and every drain,
 # switch and re-admission still has dozens of requests in flight.
 DELAY_MS = 1000
-PACED = pathlib.Path(__file__).with_name("paced.lua")
 DRAINED = 8  # srv_admin_state of a server drained through the Runtime API
 
 
@@ -56,49 +52,18 @@ def deploy(source, release, *extra):
     return playbook("deploy.yml", "-e", f"django_app_source={source}", "-e", f"django_app_release={release}", *extra)
 
 
-class Load:
-    """wrk through the balancer's public frontend, from this machine, until stop(): CONNECTIONS
-    connections, each pausing DELAY_MS between its requests."""
-
-    def __init__(self, path="/"):
-        address = subprocess.run(
-            ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", LB],
-            capture_output=True, text=True, check=True).stdout.strip()
-        self.proc = subprocess.Popen(
-            ["wrk", "-t2", f"-c{CONNECTIONS}", "-d3600s", "--timeout", "30s", "-s", str(PACED),
-             "-H", f"Host: {DOMAIN}", f"http://{address}{path}"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "WRK_DELAY_MS": str(DELAY_MS)})
-
-    def stop(self):
-        """wrk prints its summary on SIGINT: requests, non-2xx/3xx responses, socket errors."""
-        self.proc.send_signal(signal.SIGINT)
-        out, _ = self.proc.communicate(timeout=120)
-        requests = int(re.search(r"(\d+) requests in", out).group(1))
-        bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-        errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-        return {
-            "requests": requests,
-            "non_2xx": int(bad.group(1)) if bad else 0,
-            "socket_errors": sum(int(n) for n in errors.groups()) if errors else 0,
-            "output": out,
-        }
-
-
 @pytest.fixture
 def load():
     """Start wrk with load(path); whatever a failed test left running is stopped afterwards."""
     started = []
 
     def start(path="/"):
-        started.append(Load(path))
+        started.append(PacedLoad(LB, DOMAIN, path, CONNECTIONS, DELAY_MS))
         return started[-1]
 
     yield start
     for running in started:
-        if running.proc.poll() is None:
-            running.proc.kill()
-            running.proc.wait()
+        running.kill()
 
 
 @pytest.fixture(scope="module")
@@ -195,13 +160,41 @@ def _break_urls(package):
     views.write_text('raise ImportError("this release is broken on purpose")\n' + views.read_text())
 
 
+def test_release_that_fails_its_checks_stops_before_any_host_changes(lb, webs, tmp_path_factory):
+    # The build's `check --deploy` imports the URL configuration: it fails on the controller, while
+    # every host still serves v2 and none was drained or got the release.
+    source = release_source(tmp_path_factory, "no-checks", _break_urls)
+    rc, out = deploy(source, "no-checks")
+    assert rc != 0
+    assert "manage.py check --deploy, with the production environment, found 1 error(s)" in out
+    assert "ImportError: this release is broken on purpose" in out
+    assert "TASK [rollout : Drain the host in every balancer]" not in out
+    for web in WEB:
+        assert current_release(webs, web) == "v2"
+        assert not webs[web].file(f"{APP_ROOT}/releases/no-checks").exists
+        assert_in_service(lb, web)
+
+
+def _break_migration(package):
+    """A migration that raises when it runs: the build's checks pass, migrate fails."""
+    migrations = package / "games" / "migrations"
+    latest = max(p.stem for p in migrations.glob("[0-9][0-9][0-9][0-9]_*.py"))
+    (migrations / "9999_broken.py").write_text(
+        "from django.db import migrations\n\n\n"
+        "def fail(apps, schema_editor):\n"
+        '    raise RuntimeError("this migration fails on purpose")\n\n\n'
+        "class Migration(migrations.Migration):\n"
+        f'    dependencies = [("games", "{latest}")]\n'
+        "    operations = [migrations.RunPython(fail)]\n")
+
+
 def test_release_that_fails_its_migrations_stops_before_any_host_switches(lb, webs, tmp_path_factory):
-    # migrate imports the URL configuration (Django's system checks): it fails on the first host's
-    # staging, while every host still serves v2 and none was drained.
-    source = release_source(tmp_path_factory, "no-migrate", _break_urls)
+    # migrate fails on the first host's staging, while every host still serves v2 and none was drained.
+    source = release_source(tmp_path_factory, "no-migrate", _break_migration)
     rc, out = deploy(source, "no-migrate")
     assert rc != 0
     assert f"migrate failed on {FIRST}" in out
+    assert "this migration fails on purpose" in out
     assert "TASK [rollout : Drain the host in every balancer]" not in out
     for web in WEB:
         assert current_release(webs, web) == "v2"
