@@ -36,12 +36,20 @@ ERROR: Could not build wheels for psycopg2, which is required to install pyproje
 """
 
 
-def test_a_django_that_needs_a_newer_python_names_the_versions_and_debian_13():
-    message = pip_failure(DJANGO_6, ["3.11", "3.13"], "3.11", "proj/requirements.txt")
+def test_a_django_the_hosts_cannot_run_names_the_hosts_and_debian_13():
+    # A controller recent enough: the Debian 12 host is the limit, the Debian 13 one is not named.
+    message = pip_failure(DJANGO_6, ["3.11", "3.13"], "3.13", "proj/requirements.txt")
     assert message.startswith("proj/requirements.txt: Django 6.0 requires Python >=3.12")
-    assert "the hosts run Python 3.11, 3.13" in message
-    assert "controller builds with Python 3.11" in message
+    assert "the hosts run Python 3.11;" in message
     assert "Debian 13" in message and "Django 5.2 LTS" in message
+    assert "controller" not in message
+
+
+def test_a_django_the_controller_cannot_run_names_the_controller_only():
+    message = pip_failure(DJANGO_6, ["3.13"], "3.11")
+    assert "Django 6.0 requires Python >=3.12" in message
+    assert "the controller, which builds and checks each release, runs Python 3.11" in message
+    assert "hosts run" not in message and "Debian 13" not in message
 
 
 def test_a_compiled_package_without_a_wheel_for_a_host_says_what_to_do():

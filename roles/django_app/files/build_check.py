@@ -1,8 +1,10 @@
 """Check a release on the controller before any host changes (role django_app, tasks/_build_checks.yml).
 
-Run with the build's Python path and the production environment of the first host:
-    python build_check.py SETTINGS_MODULE WSGI_MODULE BUILD_STATIC_DIR BUILD_SOURCE_DIR
-It imports the settings module, then the WSGI module (which sets Django up), then runs the system
+Run with the build's Python path (PYTHONPATH) in the environment, and the production environment of
+the first host as a JSON object on standard input (secrets stay out of the process list):
+    python build_check.py check SETTINGS_MODULE WSGI_MODULE BUILD_STATIC_DIR BUILD_SOURCE_DIR
+    python build_check.py manage COMMAND [ARGUMENTS...]     (a management command, e.g. collectstatic)
+`check` imports the settings module, then the WSGI module (which sets Django up), then runs the system
 checks with the deployment checks (what `manage.py check --deploy` runs; no database is queried),
 and prints one JSON object on its last line:
     stage            "settings", "wsgi" or "check": the step that failed; "ok" when none did
@@ -13,7 +15,7 @@ and prints one JSON object on its last line:
                      release's static folder (BUILD_STATIC_DIR: the project reads DJANGO_STATIC_ROOT),
                      null when it is elsewhere
     errors, warnings the checks' messages of level ERROR and above, and below (lists of str)
-Exit status 0 whenever the object is printed.
+Exit status 0 whenever the object is printed. `manage` exits as the command does.
 """
 
 import importlib
@@ -77,5 +79,20 @@ def check(settings_module, wsgi_module, build_static, source_dir):
     return result
 
 
+def main(argv):
+    """Set the environment read from standard input, then run `check` or `manage` (see above)."""
+    os.environ.update({str(k): str(v) for k, v in json.loads(sys.stdin.read() or "{}").items()})
+    if argv[1:2] == ["manage"]:
+        from django.core.management import execute_from_command_line
+
+        execute_from_command_line(["manage", *argv[2:]])
+        return 0
+    if argv[1:2] == ["check"] and len(argv) == 6:
+        print(json.dumps(check(*argv[2:6])))
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
 if __name__ == "__main__":
-    print(json.dumps(check(*sys.argv[1:5])))
+    sys.exit(main(sys.argv))

@@ -9,6 +9,7 @@ needed on a MariaDB site. The messages parsed are pip's (23 to 25), as the build
 import re
 
 from ansible.errors import AnsibleFilterError
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 # pip: "ERROR: Ignored the following versions that require a different python version: 6.0 Requires-Python
 # >=3.12; 6.0.1 Requires-Python >=3.12"
@@ -25,6 +26,16 @@ _ADVICE = {
     "mysqlclient": ("the hosts get the MySQL driver from Debian's python3-mysqldb (django_app_packages), which "
                     "every release's virtualenv sees: remove mysqlclient from the requirements file"),
 }
+
+
+def _outside(needs, versions):
+    """The versions ("3.11") that a Requires-Python specifier (">=3.12") leaves out; all of them when
+    the specifier does not parse."""
+    try:
+        spec = SpecifierSet(needs)
+    except InvalidSpecifier:
+        return list(versions)
+    return [v for v in versions if f"{v}.0" not in spec]
 
 
 def _normalise(name):
@@ -71,14 +82,20 @@ def pip_failure(output, pythons, controller_python, requirements="the requiremen
         if needs is None and ignored and not version:
             needs = next(iter(ignored.values()))
         if needs:
-            advice = (f"{name} {version or ''} requires Python {needs}; the controller builds with Python "
-                      f"{controller_python} and the hosts run Python {hosts}")
-            if _normalise(name) == "django":
-                advice += (". Debian 12's mod_wsgi embeds Python 3.11: a Django that needs a newer Python needs "
-                           "Debian 13 web hosts (Python 3.13) and a controller as recent; or pin Django 5.2 LTS")
-            else:
-                advice += f": pin a version of {name} that supports Python {hosts}"
-            return f"{requirements}: {advice}."
+            what = f"{name} {version}" if version else name
+            hosts_out = _outside(needs, pythons)
+            advice = [f"{what} requires Python {needs}"]
+            if hosts_out:
+                advice.append(f"the hosts run Python {', '.join(hosts_out)}")
+                if _normalise(name) == "django":
+                    advice.append("Debian 12's mod_wsgi embeds Python 3.11: a Django that needs a newer Python "
+                                  "needs Debian 13 web hosts (Python 3.13), or pin Django 5.2 LTS")
+                else:
+                    advice.append(f"pin a version of {name} that supports Python {hosts}")
+            if _outside(needs, [str(controller_python)]):
+                advice.append(f"the controller, which builds and checks each release, runs Python {controller_python}: "
+                              f"deploy from a controller whose Python meets {needs}")
+            return f"{requirements}: {'; '.join(advice)}."
         what = f"{name} {version}" if version else name
         return (f"{requirements}: no wheel of {what} for the hosts' Python {hosts} (the controller, Python "
                 f"{controller_python}, builds wheels for its own version; a compiled package needs one per "

@@ -15,7 +15,7 @@ testinfra_hosts = ["ansible://webservers"]
 
 ROOT = "/srv/scoreboard"
 STATIC_ROOT = "/var/www/scoreboard/static"
-SETTINGS_FILE = f"{ROOT}/shared/settings.env"
+SETTINGS_FILE = f"{ROOT}/shared/environment"
 # From the scenario's inventory (molecule.yml).
 DOMAIN = "scoreboard.test"
 CONN_MAX_AGE = 240
