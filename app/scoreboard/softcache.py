@@ -49,11 +49,15 @@ class CacheResult(NamedTuple):
 class SoftCache:
     """A named, lazily computed value shared by all processes through memcached."""
 
-    def __init__(self, name, compute):
+    def __init__(self, name, compute, version=None):
+        """``compute()`` returns the value (anything picklable); ``name`` names the entry and its
+        metrics. ``version`` is part of the key: change it when the shape of the value changes, so
+        that releases sharing memcached during a rolling deploy never read each other's values.
+        """
         self.name = name
         self.compute = compute
-        self.key = f"hot:{name}"
-        self.lock_key = f"hot:{name}:lock"
+        self.key = f"hot:{name}" if version is None else f"hot:{name}:{version}"
+        self.lock_key = f"{self.key}:lock"
         self.recomputes_metric = f"{name}_recomputes_total"
         REGISTRY[name] = self
 

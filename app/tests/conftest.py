@@ -50,13 +50,22 @@ def seed():
     return seed
 
 
-@pytest.fixture
-def slow_leaderboard(monkeypatch):
-    """Make the leaderboard take long enough for all concurrent requests to pile up."""
-    compute = hot.leaderboard.compute
+def _slow_down(monkeypatch, entry):
+    """Make ``entry`` take long enough (0.3 s more) for all concurrent requests to pile up."""
+    compute = entry.compute
 
     def slow():
         threading.Event().wait(0.3)
         return compute()
 
-    monkeypatch.setattr(hot.leaderboard, "compute", slow)
+    monkeypatch.setattr(entry, "compute", slow)
+
+
+@pytest.fixture
+def slow_leaderboard(monkeypatch):
+    _slow_down(monkeypatch, hot.leaderboard)
+
+
+@pytest.fixture
+def slow_board(monkeypatch):
+    _slow_down(monkeypatch, hot.board)

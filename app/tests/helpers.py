@@ -6,8 +6,11 @@ from django.db import connection
 from django.test import Client
 
 
-def concurrent_gets(path, count):
-    """GET ``path`` from ``count`` threads at once; each has its own DB connection."""
+def concurrent_gets(path, count, with_body=False):
+    """GET ``path`` from ``count`` threads at once; each has its own DB connection.
+
+    Returns one ``(status, X-Cache)`` per request, ``(status, X-Cache, body)`` ``with_body``.
+    """
     barrier = threading.Barrier(count)
     results = [None] * count
 
@@ -16,6 +19,8 @@ def concurrent_gets(path, count):
             barrier.wait()
             response = Client().get(path)
             results[index] = (response.status_code, response.headers.get("X-Cache"))
+            if with_body:
+                results[index] += (response.content,)
         except Exception as exc:  # noqa: BLE001 - reported by the test assertions
             results[index] = (None, repr(exc))
         finally:

@@ -4,8 +4,8 @@ Both queries are built so that their query count is constant, whatever the
 number of leagues, teams, players and scores: joins (``select_related``), one
 extra query per relation (``prefetch_related``) and aggregation in the
 database instead of per-row queries from the template (the N+1 problem).
-They return plain lists of dicts: cheap to pickle into memcached and
-independent of model instances.
+They return plain lists of dicts, independent of model instances; the hot
+cache stores the pages rendered from them (scoreboard.games.hot).
 """
 
 from itertools import groupby
@@ -64,13 +64,19 @@ class TeamQuerySet(models.QuerySet):
 
 class TeamManager(models.Manager.from_queryset(TeamQuerySet)):
     def cached_board(self):
-        """The board through the hot cache: a ``CacheResult(value, status)``."""
+        """The board page, rendered, through the hot cache: ``CacheResult(page, status)``.
+
+        ``page``: UTF-8 byte strings and slots for host values (scoreboard.games.pages.fill).
+        """
         from scoreboard.games import hot
 
         return hot.board.get()
 
     def cached_leaderboard(self):
-        """The leaderboard through the hot cache: a ``CacheResult(value, status)``."""
+        """The leaderboard page, rendered, through the hot cache: ``CacheResult(page, status)``.
+
+        ``page``: UTF-8 byte strings and slots for host values (scoreboard.games.pages.fill).
+        """
         from scoreboard.games import hot
 
         return hot.leaderboard.get()

@@ -1,19 +1,20 @@
-"""The two hot pages, served through the hot cache (X-Cache: hit|miss|stale)."""
+"""The two hot pages, served as rendered through the hot cache (X-Cache: hit|miss|stale)."""
 
-from django.shortcuts import render
+from django.http import HttpResponse
 
 from scoreboard.games.models import Team
+from scoreboard.games.pages import fill
 
 
-def _render_cached(request, template, result):
-    response = render(request, template, {"data": result.value})
+def _serve(request, result):
+    response = HttpResponse(fill(result.value, request))
     response["X-Cache"] = result.status
     return response
 
 
 def board(request):
-    return _render_cached(request, "games/board.html", Team.objects.cached_board())
+    return _serve(request, Team.objects.cached_board())
 
 
 def leaderboard(request):
-    return _render_cached(request, "games/leaderboard.html", Team.objects.cached_leaderboard())
+    return _serve(request, Team.objects.cached_leaderboard())
