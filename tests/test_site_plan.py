@@ -35,11 +35,22 @@ def plan(hostvars=None, groups=None, peak=None):
     return sizing.site_plan(hostvars or lab(), groups or GROUPS, DEFAULTS, peak)
 
 
+def test_prefork_proxies_follow_the_balancers_and_keep_alive():
+    """Each balancer may keep a web host's maxconn connections in use and as many idle, each pinning a
+    prefork process while Apache keeps it alive; without keep-alive one proxy per WSGI thread is enough."""
+    groups = {**GROUPS, "loadbalancers": ["lb", "lb2"]}
+    hostvars = {**lab(), "lb2": host("172.30.0.15")}
+    assert plan(hostvars, groups)["web"]["web1"]["prefork_workers"] == 2 * 2 * 2 + 8
+    closed = lab(web1={"apache_keepalive": False}, web2={"apache_keepalive": "false"})
+    assert {h: w["prefork_workers"] for h, w in plan(closed)["web"].items()} == {"web1": 2 + 8, "web2": 2 + 8}
+
+
 def test_the_lab_plan_carries_every_cross_tier_number():
     p = plan()
-    # 1 CPU x 2 per CPU = 2 WSGI processes of 1 thread; 2 + 8 extra prefork processes.
+    # 1 CPU x 2 per CPU = 2 WSGI processes of 1 thread; with keep-alive from the one balancer, a prefork
+    # proxy for each connection it may hold in use or idle (2 x 2) + 8 extra.
     assert {h: (w["processes"], w["threads"], w["prefork_workers"], w["maxconn"]) for h, w in p["web"].items()} == {
-        "web1": (2, 1, 10, 2), "web2": (2, 1, 10, 2)}
+        "web1": (2, 1, 12, 2), "web2": (2, 1, 12, 2)}
     assert p["web_total"]["concurrency"] == 4
     assert p["web_total"]["concurrency_n_minus_1"] == 2
     db = p["database"]
@@ -146,9 +157,9 @@ def test_roles_sharing_a_host_share_its_memory():
     (lab(db={"mysql_max_connections": 3}), GROUPS, "db: max_connections 3 (mysql_max_connections) is below the web "
      "tier's concurrency 4"),
     (lab(db={"mysql_conn_max_age": 600}), GROUPS, "db: the app's CONN_MAX_AGE 600 s (mysql_conn_max_age) must be "
-     "above 0 and below mysql_wait_timeout 600 s"),
+     "0 (a connection per request) or more and below mysql_wait_timeout 600 s"),
     (lab(db={"mysql_wait_timeout": 30}), GROUPS, "db: the app's CONN_MAX_AGE -30 s (mysql_wait_timeout - "
-     "mysql_conn_max_age_margin 60) must be above 0"),
+     "mysql_conn_max_age_margin 60) must be 0 (a connection per request) or more"),
     (lab(web1={"apache_wsgi_processes": 40}), GROUPS, "web1: 40 WSGI processes (apache_wsgi_processes) do not fit"),
     (lab(cache={"memcached_memory_mb": 4000}), GROUPS, "cache: memcached's 4000 MiB (memcached_memory_mb) do not fit"),
     (lab(cache={"memcached_max_connections": 5}, web1={"apache_wsgi_processes": 6}), GROUPS,

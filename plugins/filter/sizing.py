@@ -34,8 +34,9 @@ _WSGI_KNOBS = {
     "prefork_extra_workers": (int, 0),
     "os_reserved_memory_mb": (int, 0),
     "colocated_memory_mb": (int, 0),
+    "proxy_connections_per_thread": (int, 1),
 }
-_OPTIONAL = ("processes", "prefork_workers")
+_OPTIONAL = ("processes", "prefork_workers", "proxy_connections_per_thread")
 
 
 def _knobs(knobs, spec, optional):
@@ -88,21 +89,26 @@ def wsgi_sizing(resources, knobs):
     knobs: the apache role's variables without their prefix: mode ("daemon" or "embedded"), threads,
     processes (None: computed), processes_per_cpu, processes_min, process_memory_mb (MiB per WSGI
     process), prefork_process_memory_mb (MiB per prefork process that only proxies), prefork_workers
-    (None: computed), prefork_extra_workers, os_reserved_memory_mb, colocated_memory_mb.
+    (None: computed), prefork_extra_workers, os_reserved_memory_mb, colocated_memory_mb, and
+    proxy_connections_per_thread (None: 1): the balancers' connections a prefork proxy is kept for per
+    WSGI thread. With keep-alive between the balancers and Apache, each balancer holds up to its
+    per-server maxconn connections in use and as many idle (HAProxy's pool-max-conn), and an idle
+    kept-alive connection pins a prefork process: the site plan passes 2 x balancers then.
 
     Returns {"mode", "processes", "threads", "concurrency" (processes x threads), "cpu_limit",
     "memory_limit" (the processes that fit in memory), "prefork_workers", "memory_mb" (what they all
     take), "available_memory_mb", "vcpus", "memtotal_mb", "cpu_source", "memory_source", "overridden",
-    "prefork_overridden"}. It does not check that the result fits: the role's asserts do, with
-    messages that show the numbers. Raises AnsibleFilterError on a missing or malformed input.
+    "prefork_overridden", "proxy_connections_per_thread"}. It does not check that the result fits: the
+    role's asserts do, with messages that show the numbers. Raises AnsibleFilterError on a missing or malformed input.
 
     The formula (roles/apache/README.md, "Sizing"): with daemon mode's proxies, each WSGI process costs
-    its own memory plus one prefork proxy per thread, and the extra prefork processes come first:
+    its own memory plus `per_thread` prefork proxies per thread (per_thread = proxy_connections_per_thread),
+    and the extra prefork processes come first:
         available    = memtotal_mb - os_reserved - colocated
         cpu_limit    = vcpus x processes_per_cpu
-        memory_limit = (available - extra x proxy_mb) // (process_memory_mb + threads x proxy_mb)
+        memory_limit = (available - extra x proxy_mb) // (process_memory_mb + threads x per_thread x proxy_mb)
         processes    = processes, or max(min(cpu_limit, memory_limit), processes_min)
-        prefork      = prefork_workers, or processes x threads + extra   (embedded mode: processes)
+        prefork      = prefork_workers, or processes x threads x per_thread + extra   (embedded: processes)
         memory_mb    = processes x process_memory_mb + prefork x proxy_mb
     In embedded mode prefork runs one request per process: threads = 1, proxy_mb = extra = 0.
     """
@@ -114,16 +120,17 @@ def wsgi_sizing(resources, knobs):
     threads = k["threads"] if daemon else 1
     proxy_mb = k["prefork_process_memory_mb"] if daemon else 0
     extra = k["prefork_extra_workers"] if daemon else 0
+    per_thread = k["proxy_connections_per_thread"] or 1
     available = memtotal_mb - k["os_reserved_memory_mb"] - k["colocated_memory_mb"]
     cpu_limit = vcpus * k["processes_per_cpu"]
-    memory_limit = max((available - extra * proxy_mb) // (k["process_memory_mb"] + threads * proxy_mb), 0)
+    memory_limit = max((available - extra * proxy_mb) // (k["process_memory_mb"] + threads * per_thread * proxy_mb), 0)
     processes = k["processes"] if k["processes"] is not None else max(min(cpu_limit, memory_limit), k["processes_min"])
     if not daemon:
         prefork = processes
     elif k["prefork_workers"] is not None:
         prefork = k["prefork_workers"]
     else:
-        prefork = processes * threads + extra
+        prefork = processes * threads * per_thread + extra
     return {
         "mode": k["mode"],
         "processes": processes,
@@ -132,6 +139,7 @@ def wsgi_sizing(resources, knobs):
         "cpu_limit": cpu_limit,
         "memory_limit": memory_limit,
         "prefork_workers": prefork,
+        "proxy_connections_per_thread": per_thread,
         "memory_mb": processes * k["process_memory_mb"] + (prefork * proxy_mb if daemon else 0),
         "available_memory_mb": available,
         "vcpus": vcpus,
@@ -308,7 +316,7 @@ def cache_sizing(resources, client_concurrency, knobs):
 # Which role variables each tier's formula reads (the role's prefix + the knob's name), and the role
 # constants it reads from the role's vars/main.yml (never set in an inventory).
 _WEB_KNOB_NAMES = {k: f"apache_{k}" if k.startswith(("prefork_", "os_", "colocated_")) else f"apache_wsgi_{k}"
-                   for k in _WSGI_KNOBS}
+                   for k in _WSGI_KNOBS if k != "proxy_connections_per_thread"}
 _DATABASE_CONSTANTS = ("buffer_pool_step_mb", "thread_cache_max", "sem_semmsl_min", "sem_semmsl_max", "sem_headroom",
                        "sem_semopm", "sem_semmni")
 _DATABASE_KNOB_NAMES = tuple(k for k in _DATABASE_KNOBS if k not in _DATABASE_CONSTANTS)
@@ -400,6 +408,11 @@ class _Plan:
         return value, source
 
 
+def _truthy(value):
+    """An inventory's boolean: a bool, or a string such as 'true', 'yes', 'on', '1' (False otherwise)."""
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("true", "yes", "on", "1")
+
+
 def _port(plan, host, role, name):
     value = plan.var(host, role, name)
     try:
@@ -480,7 +493,11 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     # ---- the web tier
     web = {}
     for host in g["webservers"]:
-        wsgi = wsgi_sizing(plan.resources(host), plan.knobs(host, "apache", _WEB_KNOB_NAMES, _WSGI_KNOBS))
+        knobs = plan.knobs(host, "apache", _WEB_KNOB_NAMES, _WSGI_KNOBS)
+        # Keep-alive from the balancers: each may hold its maxconn in use and as many idle, per thread.
+        knobs["proxy_connections_per_thread"] = (2 * max(len(g["loadbalancers"]), 1)
+                                                 if _truthy(plan.var(host, "apache", "apache_keepalive")) else 1)
+        wsgi = wsgi_sizing(plan.resources(host), knobs)
         if not 1 <= wsgi["processes"] <= wsgi["memory_limit"]:
             plan.errors.append(
                 f"{host}: {wsgi['processes']} WSGI processes ({'apache_wsgi_processes' if wsgi['overridden'] else 'computed'}) "
@@ -546,12 +563,12 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
                 f"{d['buffer_pool_mb']} MiB + reserved {d['needed_mb'] - d['connections_mb'] - d['buffer_pool_mb']} MiB "
                 f"= {d['needed_mb']} MiB, above its {d['memtotal_mb']} MiB ({d['memory_source']})")
         wait_timeout = int(plan.var(host, "mysql", "mysql_wait_timeout"))
-        if not 0 < d["conn_max_age"] < wait_timeout:
+        if not 0 <= d["conn_max_age"] < wait_timeout:
             source = ("mysql_conn_max_age" if plan.var(host, "mysql", "mysql_conn_max_age") is not None else
                       f"mysql_wait_timeout - mysql_conn_max_age_margin {plan.var(host, 'mysql', 'mysql_conn_max_age_margin')}")
-            plan.errors.append(f"{host}: the app's CONN_MAX_AGE {d['conn_max_age']} s ({source}) must be above 0 and "
-                               f"below mysql_wait_timeout {wait_timeout} s, or MariaDB closes connections the app "
-                               "still reuses; raise mysql_wait_timeout or lower the margin or the override")
+            plan.errors.append(f"{host}: the app's CONN_MAX_AGE {d['conn_max_age']} s ({source}) must be 0 (a connection "
+                               f"per request) or more and below mysql_wait_timeout {wait_timeout} s, or MariaDB closes "
+                               "connections the app still reuses; raise mysql_wait_timeout or lower the margin or the override")
         d["port"] = _port(plan, host, "mysql", "mysql_port")
         d["address"] = hosts[host]["address"]
         hosts[host]["ports"]["mysql_port"] = d["port"]

@@ -67,9 +67,12 @@ def sizing(hvars, usable):
     threads = int(hvars["apache_wsgi_threads"]) if daemon else 1
     proxy_mb = int(hvars["apache_prefork_process_memory_mb"]) if daemon else 0
     extra = int(hvars["apache_prefork_extra_workers"]) if daemon else 0
+    # With keep-alive, the one balancer the role assumes alone may hold a connection in use and one idle
+    # per WSGI thread, each pinning a prefork proxy.
+    per_thread = 2 if hvars["apache_keepalive"] else 1
     available = memtotal_mb - int(hvars["apache_os_reserved_memory_mb"]) - int(hvars["apache_colocated_memory_mb"])
     cpu_limit = vcpus * int(hvars["apache_wsgi_processes_per_cpu"])
-    per_process = int(hvars["apache_wsgi_process_memory_mb"]) + threads * proxy_mb
+    per_process = int(hvars["apache_wsgi_process_memory_mb"]) + threads * per_thread * proxy_mb
     memory_limit = max((available - extra * proxy_mb) // per_process, 0)
     if hvars["apache_wsgi_processes"] is not None:
         processes = int(hvars["apache_wsgi_processes"])
@@ -80,7 +83,7 @@ def sizing(hvars, usable):
     elif hvars["apache_prefork_workers"] is not None:
         prefork = int(hvars["apache_prefork_workers"])
     else:
-        prefork = processes * threads + extra
+        prefork = processes * threads * per_thread + extra
     return {"daemon": daemon, "processes": processes, "threads": threads, "prefork": prefork}
 
 

@@ -47,8 +47,8 @@ BAD_INPUTS = {
     "wait-timeout-not-above-conn-max-age": (
         {"mysql_conn_max_age": 300},
         # The site plan stops the first play, for a web-only run too.
-        [r"\s+".join(r"mysql-db: the app's CONN_MAX_AGE 300 s \(mysql_conn_max_age\) must be above 0 and below "
-                     r"mysql_wait_timeout 300 s".split())],
+        [r"\s+".join(r"mysql-db: the app's CONN_MAX_AGE 300 s \(mysql_conn_max_age\) must be 0 \(a connection per "
+                     r"request\) or more and below mysql_wait_timeout 300 s".split())],
     ),
 }
 
