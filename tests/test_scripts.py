@@ -96,6 +96,6 @@ def test_ensure_deb_exits_0_for_a_command_that_is_there():
 
 def test_bench_without_a_lab_says_so():
     """No balancer answers on this port: bench stops with a message, not a stack of wrk errors."""
-    rc, out = run("scripts/bench", env={"BENCH_URL": "http://127.0.0.1:9"}, timeout=300)
+    rc, out = run("scripts/bench.py", env={"BENCH_URL": "http://127.0.0.1:9"}, timeout=300)
     assert rc != 0
     assert "nothing answers on http://127.0.0.1:9" in out
