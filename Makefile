@@ -108,7 +108,7 @@ $(BENCH_VENV)/.installed: requirements-bench.txt
 	@touch $@
 
 .PHONY: bench
-bench: venv tools $(BENCH_VENV)/.installed ## Tuned vs stock on the lab, side by side (about 25 min): .cache/bench/latest/
+bench: venv tools $(BENCH_VENV)/.installed ## Tuned vs stock on the lab, side by side (about 10 min): .cache/bench/latest/
 	$(BENCH_VENV)/bin/python scripts/bench.py
 
 .PHONY: converge-time

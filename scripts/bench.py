@@ -140,7 +140,8 @@ def lab_containers():
 
 def container_cpu_s(container_id):
     """CPU seconds the container's processes have used (its cgroup's counter, v1 or v2); None if unknown."""
-    v1 = [Path(f"/sys/fs/cgroup/{c}/docker/{container_id}/cpuacct.usage") for c in ("cpuacct", "cpu,cpuacct")]
+    v1 = [Path(f"/sys/fs/cgroup/{c}/{parent}/cpuacct.usage") for c in ("cpuacct", "cpu,cpuacct")
+          for parent in (f"docker/{container_id}", f"system.slice/docker-{container_id}.scope")]
     for path in v1:
         if path.exists():
             return int(path.read_text()) / 1e9
@@ -160,7 +161,8 @@ def processes(container_ids):
 
     container_ids: {container name: id}. Returns {pid: (container name, kind, cpu_s)} where kind is
     "wsgi" (mod_wsgi's daemon processes, argv[0] "(wsgi:<group>)"), "apache", "nginx" or "other", and
-    cpu_s the process's own user + system time plus that of children it reaped (s).
+    cpu_s the process's own user + system time (s; not its reaped children's, whose whole lives would
+    count in the run they end in).
     """
     found = {}
     for entry in os.scandir("/proc"):
@@ -177,7 +179,7 @@ def processes(container_ids):
             continue
         comm = stat[stat.index("(") + 1:stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2:].split()
-        ticks = sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime
         # mod_wsgi's display-name sets the daemon processes' argv[0]; their comm stays "apache2".
         kind = ("wsgi" if argv0.startswith("(wsgi") else "apache" if comm.startswith("apache2")
                 else "nginx" if comm.startswith("nginx") else "other")
@@ -210,9 +212,13 @@ class ProcessWatch:
             self.seen.update(self._sample())
 
     def started(self):
+        """{"apache": n, "wsgi": n}, or None when no Apache process of the web hosts was ever seen (this
+        machine's /proc does not show the lab's processes: Docker in a VM, a remote engine)."""
         self._stop.set()
         self._thread.join()
         self.seen.update(self._sample())
+        if not self.seen:
+            return None
         new = [kind for pid, kind in self.seen.items() if pid not in self.first]
         return {"apache": new.count("apache"), "wsgi": new.count("wsgi")}
 
@@ -259,8 +265,10 @@ def memcached_stats(address, port=11211):
 
 def mariadb_status(container, name):
     """One global status counter of MariaDB (root over the socket inside the container), as int."""
-    out = docker("exec", container, "mariadb", "-N", "-B", "-e", f"SHOW GLOBAL STATUS LIKE '{name}'")
-    return int(out.split()[1])
+    out = docker("exec", container, "mariadb", "-N", "-B", "-e", f"SHOW GLOBAL STATUS LIKE '{name}'").split()
+    if len(out) != 2:
+        raise BenchError(f"MariaDB in {container} has no status counter {name!r} (got {out})")
+    return int(out[1])
 
 
 class Site:
@@ -530,6 +538,14 @@ def summarize(runs):
     return summary
 
 
+def started(runs, kind):
+    """Processes of `kind` started over `runs`, or "unknown" when a run could not see the processes."""
+    runs = list(runs)
+    if any(r["processes_started"] is None for r in runs):
+        return "unknown"
+    return sum(r["processes_started"][kind] for r in runs)
+
+
 def per_10k(runs):
     """New MariaDB connections per 10,000 requests over `runs` together (their sums), 0 with no request."""
     runs = list(runs)
@@ -561,11 +577,14 @@ def targets(runs, limits, cold, web_cpus):
         bad = sum(r["non2xx"] + r["socket_errors"] + r["timeouts"] for r in tuned if r["connections"] == top)
         checks.append((f"tuned at c={top}: 0 non-2xx, socket errors, timeouts", str(bad), bad == 0))
     home = [summary[k]["rps_median"] for k in summary if k[0] == "tuned" and k[1] == "/"]
-    if home and limits.get("/"):
+    if home and limits.get("/") and limits["/"]["median"] > 0:
         limit = limits["/"]["median"] * web_cpus
         checks.append(("/ at least 60% of its in-process limit", f"{max(home) / limit:.0%}", max(home) >= 0.6 * limit))
-    started = sum(r["processes_started"]["apache"] + r["processes_started"]["wsgi"] for r in tuned)
-    checks.append(("tuned: 0 processes started during runs", str(started), started == 0))
+    if any(r["processes_started"] is None for r in tuned):
+        checks.append(("tuned: 0 processes started during runs", "unknown (no web process seen)", False))
+    else:
+        started = sum(r["processes_started"]["apache"] + r["processes_started"]["wsgi"] for r in tuned)
+        checks.append(("tuned: 0 processes started during runs", str(started), started == 0))
     # Over all runs of a page: MariaDB's counter also counts the app's refresh timer (a new process, so a
     # new connection, every django_app_refresh_interval), which a single short run would magnify.
     per10k = max((per_10k(r for r in tuned if r["page"] == page) for page in dynamic), default=0)
@@ -601,6 +620,8 @@ def render_markdown(result):
         if page not in limits:
             continue
         limit = limits[page]["median"] * lab["web_cpus"]
+        if limit <= 0:
+            continue
         fractions = []
         for p in profiles:
             best = max((v["rps_median"] for k, v in summary.items() if k[0] == p and k[1] == page), default=None)
@@ -635,8 +656,7 @@ def render_markdown(result):
         cpu = ", ".join(str(med(r["cpu_s"].get(k) for r in group))
                         for k in ("haproxy", "apache", "wsgi", "nginx", "mariadb", "memcached", "loadgen"))
         out.append(f"| {profile} | `{page}` | {conns} | {per_10k(group)} | "
-                   f"{sum(r['processes_started']['apache'] for r in group)} / "
-                   f"{sum(r['processes_started']['wsgi'] for r in group)} | "
+                   f"{started(group, 'apache')} / {started(group, 'wsgi')} | "
                    f"{sum(r['app_requests'] for r in group)} | {med(r['memcached_hit_ratio'] for r in group)} | "
                    f"{med(r['requests'] / r['cpu_s']['wsgi'] if r['cpu_s'].get('wsgi') else None for r in group)} | {cpu} |")
     out += ["", "## Cold cache", ""]
@@ -717,8 +737,8 @@ def main():
     try:
         for profile in settings["profiles"]:
             if settings["converge"]:
+                current = profile  # a converge that fails half-way leaves the lab between profiles
                 result["converge_s"][profile] = converge(profile, out)
-                current = profile
             site.wait_ready()
             if not result["limits"]:
                 print("bench: in-process rates on one web host", flush=True)
@@ -731,9 +751,16 @@ def main():
             print(f"bench: {profile} cold cache: {result['cold_cache'][profile]}", flush=True)
             if profile == "tuned":
                 result["limits"]["_web_concurrency"] = web_concurrency(site)
+    except BaseException:
+        (out / "results-partial.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(f"bench: stopped; what was measured is in {out}/results-partial.json", file=sys.stderr)
+        raise
     finally:
         if settings["converge"] and current != "tuned":
-            converge("tuned", out)
+            try:
+                converge("tuned", out)
+            except BenchError as error:  # never hide why the run stopped
+                print(f"bench: the lab could not be put back on the tuned profile: {error}", file=sys.stderr)
     limits = {k: v for k, v in result["limits"].items() if not k.startswith("_")}
     result["targets"] = targets(result["runs"], result["limits"], result["cold_cache"], lab["web_cpus"])
     result["limits"] = {**limits, "web_cpus": lab["web_cpus"],

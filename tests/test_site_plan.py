@@ -43,6 +43,10 @@ def test_prefork_proxies_follow_the_balancers_and_keep_alive():
     assert plan(hostvars, groups)["web"]["web1"]["prefork_workers"] == 2 * 2 * 2 + 8
     closed = lab(web1={"apache_keepalive": False}, web2={"apache_keepalive": "false"})
     assert {h: w["prefork_workers"] for h, w in plan(closed)["web"].items()} == {"web1": 2 + 8, "web2": 2 + 8}
+    # Embedded mode: the processes run the app themselves and keep no connection alive (the role turns
+    # keep-alive off there).
+    embedded = plan(lab(web1={"apache_wsgi_mode": "embedded"}))["web"]["web1"]
+    assert (embedded["prefork_workers"], embedded["proxy_connections_per_thread"]) == (2, 1)
 
 
 def test_the_lab_plan_carries_every_cross_tier_number():
@@ -132,7 +136,18 @@ def test_two_balancers_must_send_alike():
 
 
 def test_the_balancer_override_sets_every_servers_maxconn():
-    assert {w["maxconn"] for w in plan(lab(lb={"haproxy_app_server_maxconn": 7}))["web"].values()} == {7}
+    assert {w["maxconn"] for w in plan(lab(lb={"haproxy_app_server_maxconn": 1}))["web"].values()} == {1}
+    # Above the concurrency, only when no kept-alive connection pins a prefork process.
+    closed = lab(lb={"haproxy_app_server_maxconn": 7}, web1={"apache_keepalive": False}, web2={"apache_keepalive": False})
+    assert {w["maxconn"] for w in plan(closed)["web"].values()} == {7}
+    event = {"apache_mpm": "event"}
+    assert {w["maxconn"] for w in plan(lab(lb={"haproxy_app_server_maxconn": 0}, web1=event, web2=event))["web"].values()} == {0}
+
+
+@pytest.mark.parametrize("maxconn", [7, 0])
+def test_a_maxconn_above_what_the_prefork_sizing_holds_is_refused(maxconn):
+    with pytest.raises(AnsibleFilterError, match=rf"web1: haproxy_app_server_maxconn {maxconn} .* pins one of its 12 prefork"):
+        plan(lab(lb={"haproxy_app_server_maxconn": maxconn}))
 
 
 def test_roles_sharing_a_host_share_its_memory():

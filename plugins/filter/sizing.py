@@ -495,18 +495,21 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     for host in g["webservers"]:
         knobs = plan.knobs(host, "apache", _WEB_KNOB_NAMES, _WSGI_KNOBS)
         # Keep-alive from the balancers: each may hold its maxconn in use and as many idle, per thread.
-        knobs["proxy_connections_per_thread"] = (2 * max(len(g["loadbalancers"]), 1)
-                                                 if _truthy(plan.var(host, "apache", "apache_keepalive")) else 1)
+        keepalive = (_truthy(plan.var(host, "apache", "apache_keepalive"))
+                     and (knobs["mode"] == "daemon" or plan.var(host, "apache", "apache_mpm") != "prefork"))
+        knobs["proxy_connections_per_thread"] = 2 * max(len(g["loadbalancers"]), 1) if keepalive else 1
         wsgi = wsgi_sizing(plan.resources(host), knobs)
         if not 1 <= wsgi["processes"] <= wsgi["memory_limit"]:
             plan.errors.append(
                 f"{host}: {wsgi['processes']} WSGI processes ({'apache_wsgi_processes' if wsgi['overridden'] else 'computed'}) "
                 f"do not fit its memory: {wsgi['available_memory_mb']} MiB available ({wsgi['memtotal_mb']} MiB, "
                 f"{wsgi['memory_source']}) hold {wsgi['memory_limit']} at most")
-        if wsgi["prefork_workers"] < wsgi["concurrency"] or wsgi["memory_mb"] > wsgi["available_memory_mb"]:
+        connections = wsgi["concurrency"] * (wsgi["proxy_connections_per_thread"] if wsgi["mode"] == "daemon" else 1)
+        if wsgi["prefork_workers"] < connections or wsgi["memory_mb"] > wsgi["available_memory_mb"]:
             plan.errors.append(
                 f"{host}: {wsgi['prefork_workers']} prefork processes must be at least the WSGI concurrency "
-                f"{wsgi['concurrency']} and, with the WSGI processes, take {wsgi['memory_mb']} MiB at most "
+                f"{wsgi['concurrency']} x {connections // wsgi['concurrency']} balancer connections kept per thread "
+                f"(keep-alive) = {connections} and, with the WSGI processes, take {wsgi['memory_mb']} MiB at most "
                 f"{wsgi['available_memory_mb']} MiB")
         port = _port(plan, host, "apache", "apache_listen_port")
         hosts[host]["ports"]["apache_listen_port"] = port
@@ -534,6 +537,17 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
             plan.errors.append(f"the balancers set different {name} ({', '.join(f'{lb}: {v}' for lb, v in values.items())}); "
                                "set it once for the loadbalancers group")
     maxconn_override = server_settings.get("haproxy_app_server_maxconn", {}).get(balancer_host)
+    for host, w in web.items():
+        # Kept-alive connections pin prefork processes, which are sized for maxconn = concurrency.
+        pinned = w["mode"] == "daemon" and w["proxy_connections_per_thread"] > 1
+        if (pinned and plan.var(host, "apache", "apache_mpm") == "prefork" and maxconn_override is not None
+                and not 0 < maxconn_override <= w["concurrency"]):
+            plan.errors.append(
+                f"{host}: haproxy_app_server_maxconn {maxconn_override} "
+                f"({'unlimited' if maxconn_override == 0 else 'per server'}) "
+                f"is above its WSGI concurrency {w['concurrency']}, and with keep-alive each connection a balancer keeps "
+                f"pins one of its {w['prefork_workers']} prefork processes, sized for the concurrency; leave "
+                "haproxy_app_server_maxconn unset (each host's concurrency), or set apache_keepalive: false")
     for host, w in web.items():
         w["maxconn"] = maxconn_override if maxconn_override is not None else w["concurrency"]
     total = sum(concurrency.values())

@@ -69,7 +69,7 @@ def sizing(hvars, usable):
     extra = int(hvars["apache_prefork_extra_workers"]) if daemon else 0
     # With keep-alive, the one balancer the role assumes alone may hold a connection in use and one idle
     # per WSGI thread, each pinning a prefork proxy.
-    per_thread = 2 if hvars["apache_keepalive"] else 1
+    per_thread = 2 if keepalive_on(hvars) else 1
     available = memtotal_mb - int(hvars["apache_os_reserved_memory_mb"]) - int(hvars["apache_colocated_memory_mb"])
     cpu_limit = vcpus * int(hvars["apache_wsgi_processes_per_cpu"])
     per_process = int(hvars["apache_wsgi_process_memory_mb"]) + threads * per_thread * proxy_mb
@@ -236,9 +236,15 @@ def test_server_says_little(host, domain):
     assert status == 405
 
 
+def keepalive_on(hvars):
+    """Keep-alive as the role applies it: apache_keepalive, except in embedded mode with prefork."""
+    wanted = str(hvars["apache_keepalive"]).strip().lower() in ("true", "yes", "on", "1")
+    return wanted and (hvars["apache_wsgi_mode"] == "daemon" or hvars.get("apache_mpm", "prefork") != "prefork")
+
+
 def test_keepalive_follows_the_setting(host, hvars, domain):
     _, headers, _ = curl(host, "/healthz", host_header=domain)
-    if hvars["apache_keepalive"]:
+    if keepalive_on(hvars):
         assert headers.get("connection", ["keep-alive"]) != ["close"]
     else:
         assert headers["connection"] == ["close"]
