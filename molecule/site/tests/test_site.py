@@ -81,6 +81,45 @@ def test_site_answers_when_every_health_check_fails(host):
             api(host, f"enable health app/{web}")
 
 
+def test_haproxy_runs_one_thread_per_cpu_it_can_use(host):
+    """nbthread comes from the site plan's CPUs for the balancer (cgroup quota included), and HAProxy's
+    worker runs exactly that many threads, never more than the CPUs the host has."""
+    config = host.file("/etc/haproxy/haproxy.cfg").content_string
+    nbthread = int(re.search(r"^\s*nbthread (\d+)$", config, re.M).group(1))
+    worker = host.check_output("pgrep -n -x haproxy")
+    threads = int(re.search(r"^Threads:\s+(\d+)$", host.file(f"/proc/{worker}/status").content_string, re.M).group(1))
+    assert threads == nbthread
+    assert 1 <= nbthread <= int(host.check_output("nproc"))
+
+
+def apache_connections(host):
+    """{web host address: established TCP connections from this balancer to its port 80}, from /proc/net/tcp."""
+    found = {}
+    for line in host.file("/proc/net/tcp").content_string.splitlines()[1:]:
+        fields = line.split()
+        remote, state = fields[2], fields[3]
+        address, port = remote.split(":")
+        if state == "01" and int(port, 16) == 80:
+            ip = ".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0))
+            found[ip] = found.get(ip, 0) + 1
+    return found
+
+
+def test_balancer_keeps_its_connections_to_apache_and_no_more_than_maxconn_idle(host):
+    """Keep-alive to the web tier: after requests end, the balancer still holds connections to Apache
+    (reused by later requests instead of a new one each), at most each server's maxconn (pool-max-conn),
+    each of which the prefork sizing gives a process."""
+    for _ in range(3 * len(WEB) * 4):
+        assert get(host, "/healthz")[0] == 200
+    config = host.file("/etc/haproxy/haproxy.cfg").content_string
+    held = apache_connections(host)
+    for web in WEB:
+        address, maxconn, pool = re.search(
+            rf"^\s*server {re.escape(web)} ([0-9.]+):80 maxconn (\d+) pool-max-conn (\d+)$", config, re.M).groups()
+        assert pool == maxconn == server_limits(host, web)["app"]
+        assert 1 <= held.get(address, 0) <= int(maxconn), (web, held, maxconn)
+
+
 def test_stats_refuse_anonymous_users(host):
     out = host.check_output("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8404/")
     assert out == "401"
