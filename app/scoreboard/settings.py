@@ -41,6 +41,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so that it sees every query and stamps every response.
     "scoreboard.middleware.RequestStatsMiddleware",
+    # Database unavailable: 503 with Retry-After instead of 500 (its process_exception sees the
+    # exceptions of every view; the response still gets the stats headers).
+    "scoreboard.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -116,6 +119,9 @@ HOT_CACHE_FRESH_SECONDS = env.int("HOT_CACHE_FRESH_SECONDS", 30)
 HOT_CACHE_STALE_SECONDS = env.int("HOT_CACHE_STALE_SECONDS", 600)
 HOT_CACHE_LOCK_SECONDS = env.int("HOT_CACHE_LOCK_SECONDS", 30)
 HOT_CACHE_WAIT_SECONDS = env.float("HOT_CACHE_WAIT_SECONDS", 5.0)
+
+# Retry-After (seconds) of the 503 answered while the database is unavailable.
+DB_RETRY_AFTER_SECONDS = env.int("DB_RETRY_AFTER_SECONDS", 5)
 
 STATIC_URL = env.str("STATIC_URL", "/static/")
 STATIC_ROOT = django_env.str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles"))

@@ -15,7 +15,10 @@ keep it forever. Whoever gets the lock checks the value again before computing,
 so a lock released just before is not followed by a second computation.
 
 If memcached is unreachable the value is computed from the database and not
-cached (graceful degradation: slower, but up).
+cached (graceful degradation: slower, but up). If the database is unreachable
+(``DATABASE_UNAVAILABLE``) while a stale value exists, the stale value is served
+(``stale``) and kept; the next reader past the freshness tries again. Without a
+value the error propagates (the middleware answers 503).
 """
 
 import logging
@@ -28,6 +31,7 @@ from django.core.cache import cache
 
 from scoreboard import metrics
 from scoreboard.cache import CACHE_ERRORS
+from scoreboard.middleware import DATABASE_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +84,7 @@ class SoftCache:
                 return CacheResult(entry[1], HIT)
             token = self._acquire()
             if token:
-                return self._recompute_holding(token)
+                return self._recompute_holding(token, entry)
             if entry is not None:
                 return CacheResult(entry[1], STALE)
             if time.monotonic() >= deadline:
@@ -88,12 +92,23 @@ class SoftCache:
                 return CacheResult(self._compute(), MISS)
             time.sleep(POLL_SECONDS)
 
-    def _recompute_holding(self, token):
+    def _recompute_holding(self, token, seen):
+        """Recompute under the lock ``token``. ``seen``: the ``(fresh_until, value)`` entry read
+        before taking the lock, or None; served (``stale``) if the database is unavailable and
+        the entry has gone meanwhile."""
         try:
             entry = cache.get(self.key)  # refreshed while we took the lock?
             if entry is not None and _is_fresh(entry):
                 return CacheResult(entry[1], HIT)
-            return CacheResult(self._store(self._compute()), MISS)
+            stale = entry if entry is not None else seen
+            try:
+                value = self._compute()
+            except DATABASE_UNAVAILABLE as exc:
+                if stale is None:
+                    raise
+                logger.warning("database unavailable; serving %s stale: %r", self.name, exc)
+                return CacheResult(stale[1], STALE)
+            return CacheResult(self._store(value), MISS)
         finally:
             self._release(token)
 
@@ -122,8 +137,10 @@ class SoftCache:
     # -- internals ---------------------------------------------------------
 
     def _compute(self):
+        """The value from ``compute()``; counted as a recomputation only if it succeeds."""
+        value = self.compute()
         metrics.incr(self.recomputes_metric)
-        return self.compute()
+        return value
 
     def _store(self, value):
         fresh = settings.HOT_CACHE_FRESH_SECONDS
