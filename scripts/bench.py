@@ -557,13 +557,16 @@ def _ratio(a, b):
     return f"{a / b:.2f}x" if a and b else "-"
 
 
-def targets(runs, limits, cold, web_cpus):
-    """The issue's targets, each with the measured figure and whether it was met: [(target, figure, met)]."""
+def targets(runs, limits, cold, web_cpus, web_concurrency=None):
+    """The issue's targets, each with the measured figure and whether it was met: [(target, figure, met)].
+
+    limits: {page: {"median": req/s per CPU}} (inprocess_limits); cold: {profile: cold_cache_burst()};
+    web_cpus: the web tier's CPUs; web_concurrency: its WSGI processes x threads (None: that target
+    is left out)."""
     summary = summarize(runs)
     checks = []
     tuned = [r for r in runs if r["profile"] == "tuned"]
-    dynamic = [p for p in DYNAMIC_PAGES]
-    for page in dynamic:
+    for page in DYNAMIC_PAGES:
         for conns in sorted({r["connections"] for r in runs}):
             t, s = summary.get(("tuned", page, conns)), summary.get(("stock", page, conns))
             if not (t and s):
@@ -587,11 +590,10 @@ def targets(runs, limits, cold, web_cpus):
         checks.append(("tuned: 0 processes started during runs", str(started), started == 0))
     # Over all runs of a page: MariaDB's counter also counts the app's refresh timer (a new process, so a
     # new connection, every django_app_refresh_interval), which a single short run would magnify.
-    per10k = max((per_10k(r for r in tuned if r["page"] == page) for page in dynamic), default=0)
-    concurrency = limits.get("_web_concurrency")
-    if concurrency:
-        checks.append((f"tuned: new MariaDB connections per 10,000 requests <= {concurrency}", str(per10k),
-                       per10k <= concurrency))
+    per10k = max((per_10k(r for r in tuned if r["page"] == page) for page in DYNAMIC_PAGES), default=0)
+    if web_concurrency:
+        checks.append((f"tuned: new MariaDB connections per 10,000 requests <= {web_concurrency}", str(per10k),
+                       per10k <= web_concurrency))
     static = sum(r["app_requests"] for r in tuned if r["page"].startswith("/static/"))
     checks.append(("tuned: 0 static requests reaching Python", str(static), static == 0))
     if cold.get("tuned"):
@@ -733,7 +735,7 @@ def main():
            "web_cpus": sum(site.containers[n]["cpus"] or os.cpu_count() for n in site.web)}
     result = {"started": started, "settings": settings, "profiles": settings["profiles"], "lab": lab, "runs": [],
               "limits": {}, "cold_cache": {}, "converge_s": {}}
-    current = "tuned"
+    current, concurrency = "tuned", None
     try:
         for profile in settings["profiles"]:
             if settings["converge"]:
@@ -743,14 +745,13 @@ def main():
             if not result["limits"]:
                 print("bench: in-process rates on one web host", flush=True)
                 result["limits"] = inprocess_limits(site)
-                result["limits"]["_web_concurrency"] = None
             pages = [static_path(site) if page == "static" else page for page in settings["pages"]]
             result["runs"] += measure(site, profile, pages, settings["connections"], settings["duration_s"],
                                       settings["repeats"])
             result["cold_cache"][profile] = cold_cache_burst(site)
             print(f"bench: {profile} cold cache: {result['cold_cache'][profile]}", flush=True)
             if profile == "tuned":
-                result["limits"]["_web_concurrency"] = web_concurrency(site)
+                concurrency = web_concurrency(site)
     except BaseException:
         (out / "results-partial.json").write_text(json.dumps(result, indent=2) + "\n")
         print(f"bench: stopped; what was measured is in {out}/results-partial.json", file=sys.stderr)
@@ -761,10 +762,8 @@ def main():
                 converge("tuned", out)
             except BenchError as error:  # never hide why the run stopped
                 print(f"bench: the lab could not be put back on the tuned profile: {error}", file=sys.stderr)
-    limits = {k: v for k, v in result["limits"].items() if not k.startswith("_")}
-    result["targets"] = targets(result["runs"], result["limits"], result["cold_cache"], lab["web_cpus"])
-    result["limits"] = {**limits, "web_cpus": lab["web_cpus"],
-                        "web_concurrency": result["limits"].get("_web_concurrency")}
+    result["targets"] = targets(result["runs"], result["limits"], result["cold_cache"], lab["web_cpus"], concurrency)
+    result["limits"] = {**result["limits"], "web_cpus": lab["web_cpus"], "web_concurrency": concurrency}
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "results.md").write_text(render_markdown(result))
     plot(result, out / "plot.png")
@@ -777,8 +776,9 @@ def main():
 
 
 def web_concurrency(site):
-    """The web tier's WSGI concurrency (processes x threads, summed over the web hosts), from HAProxy's view
-    of the plan is not enough (the stock profile sets no maxconn): read from each host's WSGIDaemonProcess."""
+    """The web tier's WSGI concurrency (processes x threads, summed over the web hosts), read from each
+    host's WSGIDaemonProcess line (HAProxy's maxconn would not do: the stock profile sets none); None
+    when no host has one."""
     total = 0
     for web in site.web:
         conf = docker("exec", web, "sh", "-c", "cat /etc/apache2/sites-enabled/*.conf")
