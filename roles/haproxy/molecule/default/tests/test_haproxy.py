@@ -10,7 +10,7 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[5]
 sys.path.insert(0, str(ROOT / "molecule" / "resources" / "tests"))
-from scenario import expect_stop_before_change, http_get, other_host, runtime_api, stat_rows  # noqa: E402
+from scenario import expect_stop_before_change, http_get, other_host, run_playbook, runtime_api, stat_rows  # noqa: E402
 
 testinfra_hosts = ["haproxy-lb"]
 
@@ -125,9 +125,14 @@ def test_overload_waits_in_the_queue_not_in_the_servers(host):
     codes = out.split()
     assert codes == ["200"] * total, codes
     rows = stat(host)
-    assert int(rows[("app", "BACKEND")]["qmax"]) > 0, "requests above maxconn should have waited in the queue"
+    # Each server queues up to its maxconn (maxqueue), the backend the rest.
+    queued = [int(rows[("app", n)]["qmax"]) for n in ("BACKEND", *WEB)]
+    assert sum(queued) > 0, "requests above maxconn should have waited in a queue"
     for name in WEB:
         assert int(rows[("app", name)]["smax"]) <= concurrency(name)
+        # A server's queue never fills (maxqueue: the balancer's whole maxconn).
+        assert int(rows[("app", name)]["qlimit"]) == int(host.check_output("awk '$1 == \"maxconn\" {print $2; exit}' "
+                                                                           "/etc/haproxy/haproxy.cfg"))
 
 
 def test_stats_need_credentials(host):
@@ -160,6 +165,29 @@ def test_tls_termination(host):
     status, headers, _ = get(host, url=f"https://127.0.0.1:{LB_VARS['haproxy_https_port']}", extra="-k")
     assert status == 200
     assert headers["x-served-by"] in WEB
+
+
+@pytest.fixture
+def tls_redirect(host):
+    """The balancer converged with haproxy_tls_redirect on; converged back as the scenario has it after."""
+    def converge(redirect):
+        rc, out = run_playbook(ROOT / "playbooks" / "loadbalancers.yml", extra_vars={"haproxy_tls_redirect": redirect},
+                               env_extra={"ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_FACT_CACHING": "memory"},
+                               timeout=600)
+        assert rc == 0, out[-3000:]
+    converge(True)
+    yield
+    converge(False)
+
+
+def test_tls_redirect_spares_the_direct_vhosts(host, tls_redirect):
+    """Plain HTTP is redirected to HTTPS, but a deploy's direct check over plain HTTP still reaches its host."""
+    status, headers, _ = get(host)
+    assert status == 301 and headers["location"].startswith("https://"), (status, headers)
+    for name in WEB:
+        assert set(served_by(host, 2, vhost=f"{name}.direct.{DOMAIN}")) == {name}
+    status, headers, _ = get(host, url=f"https://127.0.0.1:{LB_VARS['haproxy_https_port']}", extra="-k")
+    assert status == 200 and headers["x-served-by"] in WEB
 
 
 def test_request_logs_reach_the_journal_with_timers_and_server(host):
@@ -219,6 +247,47 @@ def test_a_dead_server_costs_no_failed_request(host, dead_web1):
     assert int(row["wretr"]) + int(row["wredis"]) > 0
 
 
+def test_a_dead_server_costs_no_failed_request_while_the_other_is_full(host, dead_web1):
+    """The retry of a request refused by the dead server waits for a slot on the full one.
+
+    Without room in its own queue (maxqueue), a full server is no candidate, and leastconn falls back to
+    the server the retry avoids: the dead one, until the retries run out (503, SC--)."""
+    slots = concurrency("haproxy-web2")
+    script = f"""
+    seq {slots} | xargs -P {slots} -I{{}} curl -s -o /dev/null -m 60 {URL}/slow &
+    sleep 0.5
+    seq 12 | xargs -P 12 -I{{}} curl -s -o /dev/null -m 60 -w '%{{http_code}}\\n' {URL}/
+    wait
+    """
+    codes = host.check_output(f"bash -c \"$(cat <<'EOF'\n{script}\nEOF\n)\"").split()
+    assert codes == ["200"] * 12, codes
+    assert int(stat(host)[("app", "haproxy-web2")]["qmax"]) > 0, "haproxy-web2 should have been full"
+
+
+def test_slow_uploads_hold_no_server_slot(host):
+    """More clients sending a body at 20 bytes/s than the web tier has slots: the others still get answers.
+
+    HAProxy waits for each body (option http-buffer-request) within timeout http-request, then answers 408;
+    no upload ever reached a server."""
+    uploaders = sum(concurrency(n) for n in WEB) + 4
+    script = f"""
+    head -c 4096 /dev/zero > /tmp/upload
+    seq {uploaders} | xargs -P {uploaders} -I{{}} curl -s -o /dev/null -m 60 --limit-rate 20 \\
+      -X POST --data-binary @/tmp/upload -w '%{{http_code}}\\n' {URL}/ > /tmp/uploads &
+    sleep 2
+    for i in $(seq 10); do curl -s -o /dev/null -m 5 -w '%{{http_code}}\\n' {URL}/; done
+    wait
+    """
+    before = {n: int(stat(host)[("app", n)]["stot"]) for n in WEB}
+    codes = host.check_output(f"bash -c \"$(cat <<'EOF'\n{script}\nEOF\n)\"").split()
+    assert codes == ["200"] * 10, codes
+    # HAProxy answered 408 (or closed on curl while it was still sending: 000); no upload was answered 2xx.
+    uploads = host.file("/tmp/uploads").content_string.split()
+    assert len(uploads) == uploaders and not [c for c in uploads if c.startswith("2")], uploads
+    # The servers saw the 10 GETs only.
+    assert sum(int(stat(host)[("app", n)]["stot"]) - before[n] for n in WEB) == 10
+
+
 def test_drain_survives_a_reload(host, restore):
     api(host, "set server app/haproxy-web1 state drain")
     host.check_output("systemctl reload haproxy")
@@ -274,8 +343,10 @@ def test_fail_open_when_every_healthz_fails_but_maintenance_stays_out(host, rest
         # Every host's private address is broken: the site plan names each host, with the variable.
         ({"site_private_address": "not-an-address"},
          "haproxy-web1: no usable private address (got 'not-an-address' from site_private_address)"),
+        # A retry that replays a slow GET on every web host in turn.
+        ({"haproxy_retry_on": "conn-failure response-timeout"}, "has ['response-timeout'], which replay a request"),
     ],
-    ids=["no-web-hosts", "admin-network-not-cidr", "web-host-without-address"],
+    ids=["no-web-hosts", "admin-network-not-cidr", "web-host-without-address", "retry-replays-slow-requests"],
 )
 def test_bad_input_stops_before_any_change(host, extra_vars, message):
     failures = expect_stop_before_change(
