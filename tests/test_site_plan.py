@@ -180,12 +180,38 @@ def test_roles_sharing_a_host_share_its_memory():
     (lab(cache={"memcached_max_connections": 5}, web1={"apache_wsgi_processes": 6}), GROUPS,
      "cache: memcached's max connections 5 (memcached_max_connections) are below the 8 the web tier opens"),
     (lab(cache={"site_private_address": "not-an-address"}), GROUPS, "cache: no usable private address"),
+    # The time budget: each bound below the one in front of it.
+    (lab(db={"mysql_app_max_statement_time": 15}), GROUPS, "db: mysql_app_max_statement_time 15 s must be below "
+     "mysql_app_read_timeout 15 s"),
+    (lab(web2={"apache_wsgi_request_timeout": 15}), GROUPS, "web2: apache_wsgi_request_timeout 15 s must be above "
+     "mysql_app_read_timeout 15 s (db)"),
+    (lab(lb={"haproxy_timeout_server": "30000"}), GROUPS, "web1: apache_wsgi_request_timeout 30 s must be below "
+     "haproxy_timeout_server 30 s (lb)"),
+    (lab(web1={"apache_wsgi_request_timeout": 0}, lb={"haproxy_timeout_server": "10s"}), GROUPS,
+     "web1: mysql_app_read_timeout 15 s must be below haproxy_timeout_server 10 s (lb)"),
+    (lab(lb={"haproxy_timeout_server": "1 minute"}), GROUPS, "lb: haproxy_timeout_server: '1 minute' is not an HAProxy time"),
     (lab(), {**GROUPS, "dbservers": ["db", "ghost"]}, "ghost"),
 ])
 def test_a_plan_that_cannot_hold_names_the_host_and_the_numbers(hostvars, groups, message):
     with pytest.raises((AnsibleFilterError, KeyError)) as err:
         sizing.site_plan(hostvars, groups, DEFAULTS, None)
     assert message in str(err.value)
+
+
+def test_a_slow_request_is_ended_by_the_database_first_then_mod_wsgi_then_the_balancer():
+    p = plan()
+    assert p["time_budget"] == {"server_timeout_s": {"lb": 60}, "request_timeout_s": {"web1": 30, "web2": 30},
+                                "read_timeout_s": 15, "max_statement_time_s": 10}
+    # The web tier reads the driver's timeout from the database's entry (playbooks/vars/web_tier.yml).
+    assert (p["database"]["read_timeout"], p["database"]["max_statement_time"]) == (15, 10)
+    # 0 switches a bound off; the others still keep their order.
+    off = plan(lab(db={"mysql_app_max_statement_time": 0, "mysql_app_read_timeout": 0}))
+    assert off["time_budget"]["read_timeout_s"] == 0
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("60s", 60), ("1m", 60), ("500ms", 0.5), ("30000", 30), ("2h", 7200)])
+def test_haproxy_times_are_read_in_its_units(text, seconds):
+    assert sizing.haproxy_seconds(text) == seconds
 
 
 def test_a_tier_playbook_plans_with_the_groups_it_has():

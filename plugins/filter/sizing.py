@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from pathlib import Path
 
 import yaml
@@ -408,6 +409,69 @@ class _Plan:
         return value, source
 
 
+_HAPROXY_TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def haproxy_seconds(value):
+    """An HAProxy time ("60s", "1m", "500ms", "30000": milliseconds without a unit, as HAProxy reads it)
+    in seconds (a float). Source: HAProxy's configuration manual, section 2.5 "Time format".
+    Raises ValueError when the text is not a time."""
+    text = str(value).strip().lower()
+    match = re.fullmatch(r"(\d+)(us|ms|s|m|h|d)?", text)
+    if not match:
+        raise ValueError(f"{value!r} is not an HAProxy time (a number with us, ms, s, m, h or d)")
+    return int(match.group(1)) * _HAPROXY_TIME_UNITS[match.group(2) or "ms"]
+
+
+def _time_budget(plan, web, primary):
+    """The time a request may take, tier by tier, each bound below the one in front of it:
+    MariaDB's max_statement_time for the app user < the database driver's read timeout < each web host's
+    WSGI request-timeout < each balancer's timeout server. A slow database then ends a request with an
+    error page (503, Retry-After) before mod_wsgi restarts a process, and mod_wsgi before HAProxy gives up.
+
+    Returns {server_timeout_s: {balancer: s}, request_timeout_s: {web host: s}, read_timeout_s,
+    max_statement_time_s} (seconds; 0 = that bound is off); appends to plan.errors every bound that is not
+    below the next, naming the variables, hosts and seconds."""
+    server = {}
+    for lb in plan.groups["loadbalancers"]:
+        value = plan.var(lb, "haproxy", "haproxy_timeout_server")
+        try:
+            server[lb] = haproxy_seconds(value)
+        except ValueError as err:
+            plan.errors.append(f"{lb}: haproxy_timeout_server: {err}")
+    request = {}
+    for host in web:
+        value = plan.var(host, "apache", "apache_wsgi_request_timeout")
+        request[host] = int(value) if str(value).isdigit() else 0
+        if not str(value).isdigit():
+            plan.errors.append(f"{host}: apache_wsgi_request_timeout must be a whole number of seconds, got {value!r}")
+    read = statement = 0
+    if primary is not None:
+        found = {}
+        for name in ("mysql_app_read_timeout", "mysql_app_max_statement_time"):
+            value = plan.var(primary, "mysql", name)
+            found[name] = int(value) if str(value).isdigit() else 0
+            if not str(value).isdigit():
+                plan.errors.append(f"{primary}: {name} must be a whole number of seconds (0: none), got {value!r}")
+        read, statement = found["mysql_app_read_timeout"], found["mysql_app_max_statement_time"]
+        if statement and read and not statement < read:
+            plan.errors.append(f"{primary}: mysql_app_max_statement_time {statement} s must be below mysql_app_read_timeout "
+                               f"{read} s, so MariaDB ends a slow query with an error before the driver drops the connection")
+    inner = ("mysql_app_read_timeout", read) if read else ("mysql_app_max_statement_time", statement)
+    for host, seconds in request.items():
+        if seconds and inner[1] and not inner[1] < seconds:
+            plan.errors.append(f"{host}: apache_wsgi_request_timeout {seconds} s must be above {inner[0]} {inner[1]} s "
+                               f"({primary}), so a slow query ends with an error page before mod_wsgi restarts the process")
+        for lb, limit in server.items():
+            bound = seconds or inner[1]
+            if bound and not bound < limit:
+                name = "apache_wsgi_request_timeout" if seconds else inner[0]
+                plan.errors.append(f"{host}: {name} {bound} s must be below haproxy_timeout_server {limit:g} s ({lb}), so "
+                                   "the web tier ends a slow request before the balancer gives up on it")
+    return {"server_timeout_s": server, "request_timeout_s": request, "read_timeout_s": read,
+            "max_statement_time_s": statement}
+
+
 def _truthy(value):
     """An inventory's boolean: a bool, or a string such as 'true', 'yes', 'on', '1' (False otherwise)."""
     return value if isinstance(value, bool) else str(value).strip().lower() in ("true", "yes", "on", "1")
@@ -454,6 +518,9 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
                         backends: {app, app_failopen, static, static_failopen},
                         app_servers: {host: {address, maxconn}}}
       floors:          {kernel_sem, nofile: {host: limit}}
+      time_budget:     _time_budget(...): {server_timeout_s: {balancer: s}, request_timeout_s: {web host: s},
+                        read_timeout_s, max_statement_time_s}; database also carries read_timeout and
+                        max_statement_time (s)
 
     A tier whose group is empty has None (database, static) or no hosts, as a tier playbook's own
     scenario may have (a web tier of none counts 0; the playbooks that need a tier check it is there).
@@ -463,7 +530,8 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     on one host, web hosts on different Apache or nginx ports, a WSGI
     sizing that does not fit its host, database connections and buffer pool above the database
     host's memory, max_connections below the web tier's concurrency, memcached's memory above its
-    host's, and roles on one host that together exceed its memory.
+    host's, roles on one host that together exceed its memory, and a time bound not below the
+    one in front of it (_time_budget).
     The formulas are wsgi_sizing, database_sizing and cache_sizing above; docs/design.md has the table.
     """
     plan = _Plan(hostvars, groups, role_defaults() if defaults is None else defaults)
@@ -601,6 +669,11 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
                 "socket": plan.var(primary, "mysql", "__mysql_socket"),
                 "client_addresses": [web[h]["address"] for h in g["webservers"]], "sizing": db_sizing}
 
+    time_budget = _time_budget(plan, web, primary)
+    if database is not None:
+        database.update({"read_timeout": time_budget["read_timeout_s"],
+                         "max_statement_time": time_budget["max_statement_time_s"]})
+
     # ---- the cache tier: every WSGI worker holds client_pool_size connections to every server
     cache_sizing_by_host = {}
     for host in g["cacheservers"]:
@@ -684,7 +757,7 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     return {"hosts": hosts, "addresses": {host: h["address"] for host, h in hosts.items()}, "web": web,
             "web_concurrency": concurrency, "web_total": web_total,
             "database": database, "cache": cache,
-            "static": static, "balancer": balancer,
+            "static": static, "balancer": balancer, "time_budget": time_budget,
             "floors": {"kernel_sem": database["sem_floor"] if database else None,
                        "nofile": {h: c["nofile_limit"] for h, c in cache_sizing_by_host.items()}}}
 
