@@ -49,3 +49,17 @@ def test_web_hosts_rotate_apaches_logs_in_place(host):
     text = host.file("/etc/logrotate.d/apache2").content_string
     assert re.search(r"^\s*copytruncate\s*$", text, re.M)
     assert not SCRIPT.search(text)
+
+
+def test_no_timer_runs_a_restart_of_a_service_of_the_site(host):
+    """Every systemd timer's service (logrotate, apt's daily jobs, the app's refresh jobs...): none of
+    its commands reloads or restarts a service of the site. logrotate's own rules are checked above."""
+    timers = host.check_output("systemctl list-timers --all --no-legend --plain").splitlines()
+    services = [line.split()[-1] for line in timers if line.split()]
+    assert "logrotate.service" in services, timers
+    offenders = []
+    for service in services:
+        unit = host.run(f"systemctl cat {service}").stdout
+        commands = re.findall(r"^\s*Exec\w*=(.*)$", unit, re.M)
+        offenders += [f"{service}: {c}" for c in commands if RESTART.search(c) and SERVICES.search(c)]
+    assert not offenders, offenders
