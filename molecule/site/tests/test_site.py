@@ -1,10 +1,11 @@
 """The whole site through its balancer, tested from the balancer host as a client would."""
 
 import re
+import time
 
 import pytest
-from helpers import (BACKENDS, DB, DOMAIN, LB, WEB, api, forget_facts, get, lab_image_only, other_host, playbook, recap,
-                     server_limits)
+from helpers import (BACKENDS, DB, DOMAIN, LB, SOCKET, WEB, api, forget_facts, get, lab_image_only, other_host, playbook,
+                     recap, server_limits, stat_rows)
 
 testinfra_hosts = [LB]
 
@@ -79,6 +80,18 @@ def test_site_answers_when_every_health_check_fails(host):
     finally:
         for web in WEB:
             api(host, f"enable health app/{web}")
+        wait_for_full_weight(host)
+
+
+def wait_for_full_weight(host, timeout=120):
+    """Wait until every web host is UP at its full weight in the app backend (past slowstart, 30 s)."""
+    deadline, rows = time.time() + timeout, []
+    while time.time() < deadline:
+        rows = [r for r in stat_rows(host, SOCKET) if r["pxname"] == "app" and r["svname"] in WEB]
+        if len(rows) == len(WEB) and all(r["status"] == "UP" and r["weight"] == r["iweight"] for r in rows):
+            return
+        time.sleep(1)
+    raise AssertionError(f"the web hosts are not all UP at full weight after {timeout} s: {rows}")
 
 
 def test_haproxy_runs_one_thread_per_cpu_it_can_use(host):
@@ -115,7 +128,8 @@ def test_balancer_keeps_its_connections_to_apache_and_no_more_than_maxconn_idle(
     held = apache_connections(host)
     for web in WEB:
         address, maxconn, pool = re.search(
-            rf"^\s*server {re.escape(web)} ([0-9.]+):80 maxconn (\d+) pool-max-conn (\d+)$", config, re.M).groups()
+            rf"^\s*server {re.escape(web)} ([0-9.]+):80 maxconn (\d+) maxqueue \d+ pool-max-conn (\d+)$", config,
+            re.M).groups()
         assert pool == maxconn == server_limits(host, web)["app"]
         assert 1 <= held.get(address, 0) <= int(maxconn), (web, held, maxconn)
 
@@ -139,6 +153,8 @@ def test_tier_playbook_alone_needs_no_fact_cache_and_changes_nothing(host, tier)
 @lab_image_only
 def test_a_tier_playbook_stops_before_any_change_when_the_balancers_maxconn_would_drift(host):
     """webservers.yml with a new concurrency would leave HAProxy's per-server maxconn on the old one."""
+    # The check reads servers at full weight only (one in slowstart may be a rollout's canary).
+    wait_for_full_weight(host)
     running = int(server_limits(host, WEB[0])["app"])
     # Also when the run's --limit leaves the balancer out.
     for limit in ([], ["--limit", WEB[0]]):
