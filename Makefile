@@ -111,6 +111,10 @@ $(BENCH_VENV)/.installed: requirements-bench.txt
 bench: venv tools $(BENCH_VENV)/.installed ## Tuned vs stock on the lab, side by side (about 10 min): .cache/bench/latest/
 	$(BENCH_VENV)/bin/python scripts/bench.py
 
+.PHONY: drills
+drills: venv tools ## Game-day drills on the lab, one fault at a time under load (a few min): .cache/drills/latest/ [ARGS='--only apache-kill --check']
+	$(BIN)/python scripts/drills.py $(ARGS)
+
 .PHONY: converge-time
 converge-time: ## Time a no-op site.yml on the running lab, RUNS times (3): each run, then min and median
 	@RUNS=$(RUNS) scripts/converge-time
