@@ -1226,8 +1226,10 @@ class WebHostStopped(Drill):
 
     Hold: DRILLS_STOP_SECONDS (15 s) from the stop. Restore: `docker stop` once more (returns at once
     when it is stopped; waits when an interrupted stop is still under way), `docker start`, then,
-    should Docker have given it another address, `set server <backend>/<server> addr <new>` in every
-    backend holding it (details: address_changed). Probe: the container runs, apache2 is active and
+    `mount -o remount,rw /proc/sys` and `systemctl restart systemd-sysctl` (Docker mounts /proc/sys
+    read-only on every start; the lab's prepare made it writable), then, should Docker have given it
+    another address, `set server <backend>/<server> addr <new>` in every backend holding it (details:
+    address_changed). Probe: the container runs, apache2 is active and
     /healthz answers 200 on its address. Recovery: the host's server UP again in the checked backend
     (every server UP) and the probe passing, from the stop on (so it includes the hold).
     Target: 0 failed GETs; details: the requests each server took (the other host carries the load)."""
@@ -1256,6 +1258,11 @@ class WebHostStopped(Drill):
         docker("stop", "-t", "10", ctx.site.target, timeout=60, check=False)
         docker("start", ctx.site.target, timeout=120)
         self.stopped = False
+        # Docker mounts /proc/sys read-only again on every start: make it writable as the lab's and the
+        # scenarios' prepare (molecule/resources/prepare.yml) did, and apply the host's sysctl.d as a
+        # booting machine does (the common role's kernel settings), or the next converge fails on it.
+        ctx.site.run(ctx.site.target, "sh", "-c", "mount -o remount,rw /proc/sys && systemctl restart systemd-sysctl",
+                     timeout=60, check=False)
         address = container_address(ctx.site.target)
         ctx.details["address_after"] = address
         if address and address != ctx.details["address_before"]:
