@@ -85,10 +85,13 @@ def test_site_answers_when_every_health_check_fails(host):
 
 def wait_for_full_weight(host, timeout=120):
     """Wait until every web host is UP at its full weight in the app backend (past slowstart, 30 s)."""
+    # The configured weight: `show stat` on HAProxy 3.0 has it (iweight), not on 2.6; the configuration always.
+    full = re.search(r"^\s*default-server .*\bslowstart \S+ weight (\d+)", host.file("/etc/haproxy/haproxy.cfg").content_string,
+                     re.M).group(1)
     deadline, rows = time.time() + timeout, []
     while time.time() < deadline:
         rows = [r for r in stat_rows(host, SOCKET) if r["pxname"] == "app" and r["svname"] in WEB]
-        if len(rows) == len(WEB) and all(r["status"] == "UP" and r["weight"] == r["iweight"] for r in rows):
+        if len(rows) == len(WEB) and all(r["status"] == "UP" and r["weight"] == r.get("iweight", full) for r in rows):
             return
         time.sleep(1)
     raise AssertionError(f"the web hosts are not all UP at full weight after {timeout} s: {rows}")
