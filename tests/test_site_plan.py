@@ -187,6 +187,9 @@ def test_roles_sharing_a_host_share_its_memory():
      "mysql_app_read_timeout 15 s (db)"),
     (lab(lb={"haproxy_timeout_server": "30000"}), GROUPS, "web1: apache_wsgi_request_timeout 30 s must be below "
      "haproxy_timeout_server 30 s (lb)"),
+    # mod_wsgi averages over a process's threads: one request alone may run threads x request-timeout.
+    (lab(web2={"apache_wsgi_threads": 3}), GROUPS, "web2: apache_wsgi_request_timeout 30 s x 3 WSGI threads = 90 s "
+     "must be below haproxy_timeout_server 60 s (lb)"),
     (lab(web1={"apache_wsgi_request_timeout": 0}, lb={"haproxy_timeout_server": "10s"}), GROUPS,
      "web1: mysql_app_read_timeout 15 s must be below haproxy_timeout_server 10 s (lb)"),
     (lab(lb={"haproxy_timeout_server": "1 minute"}), GROUPS, "lb: haproxy_timeout_server: '1 minute' is not an HAProxy time"),
@@ -207,6 +210,8 @@ def test_a_slow_request_is_ended_by_the_database_first_then_mod_wsgi_then_the_ba
     # 0 switches a bound off; the others still keep their order.
     off = plan(lab(db={"mysql_app_max_statement_time": 0, "mysql_app_read_timeout": 0}))
     assert off["time_budget"]["read_timeout_s"] == 0
+    # Embedded mode has no daemon process to restart: no WSGI bound.
+    assert plan(lab(web1={"apache_wsgi_mode": "embedded"}))["time_budget"]["request_timeout_s"]["web1"] == 0
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("60s", 60), ("1m", 60), ("500ms", 0.5), ("30000", 30), ("2h", 7200)])

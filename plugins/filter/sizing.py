@@ -429,8 +429,9 @@ def _time_budget(plan, web, primary):
     WSGI request-timeout < each balancer's timeout server. A slow database then ends a request with an
     error page (503, Retry-After) before mod_wsgi restarts a process, and mod_wsgi before HAProxy gives up.
 
-    Returns {server_timeout_s: {balancer: s}, request_timeout_s: {web host: s}, read_timeout_s,
-    max_statement_time_s} (seconds; 0 = that bound is off); appends to plan.errors every bound that is not
+    Returns {server_timeout_s: {balancer: s}, request_timeout_s: {web host: s, the longest one request
+    may run: request-timeout x threads, 0 in embedded mode}, read_timeout_s, max_statement_time_s}
+    (seconds; 0 = that bound is off); appends to plan.errors every bound that is not
     below the next, naming the variables, hosts and seconds."""
     server = {}
     for lb in plan.groups["loadbalancers"]:
@@ -440,11 +441,14 @@ def _time_budget(plan, web, primary):
         except ValueError as err:
             plan.errors.append(f"{lb}: haproxy_timeout_server: {err}")
     request = {}
-    for host in web:
+    for host, w in web.items():
         value = plan.var(host, "apache", "apache_wsgi_request_timeout")
-        request[host] = int(value) if str(value).isdigit() else 0
         if not str(value).isdigit():
             plan.errors.append(f"{host}: apache_wsgi_request_timeout must be a whole number of seconds, got {value!r}")
+        # Embedded mode has no daemon process to restart: no such bound. mod_wsgi compares the average
+        # time of a daemon process's threads with request-timeout, so one request alone among idle
+        # threads may run threads x request-timeout (mod_wsgi's WSGIDaemonProcess, request-timeout).
+        request[host] = int(value) * w["threads"] if str(value).isdigit() and w["mode"] == "daemon" else 0
     read = statement = 0
     if primary is not None:
         found = {}
@@ -459,14 +463,17 @@ def _time_budget(plan, web, primary):
                                f"{read} s, so MariaDB ends a slow query with an error before the driver drops the connection")
     inner = ("mysql_app_read_timeout", read) if read else ("mysql_app_max_statement_time", statement)
     for host, seconds in request.items():
-        if seconds and inner[1] and not inner[1] < seconds:
-            plan.errors.append(f"{host}: apache_wsgi_request_timeout {seconds} s must be above {inner[0]} {inner[1]} s "
-                               f"({primary}), so a slow query ends with an error page before mod_wsgi restarts the process")
+        threads = web[host]["threads"]
+        setting = (f"apache_wsgi_request_timeout {seconds // threads} s" if threads == 1 else
+                   f"apache_wsgi_request_timeout {seconds // threads} s x {threads} WSGI threads = {seconds} s")
+        if seconds and inner[1] and not inner[1] < seconds // threads:
+            plan.errors.append(f"{host}: apache_wsgi_request_timeout {seconds // threads} s must be above {inner[0]} "
+                               f"{inner[1]} s ({primary}), so a slow query ends with an error page before mod_wsgi "
+                               "restarts the process")
         for lb, limit in server.items():
-            bound = seconds or inner[1]
+            bound, name = (seconds, setting) if seconds else (inner[1], f"{inner[0]} {inner[1]} s")
             if bound and not bound < limit:
-                name = "apache_wsgi_request_timeout" if seconds else inner[0]
-                plan.errors.append(f"{host}: {name} {bound} s must be below haproxy_timeout_server {limit:g} s ({lb}), so "
+                plan.errors.append(f"{host}: {name} must be below haproxy_timeout_server {limit:g} s ({lb}), so "
                                    "the web tier ends a slow request before the balancer gives up on it")
     return {"server_timeout_s": server, "request_timeout_s": request, "read_timeout_s": read,
             "max_statement_time_s": statement}

@@ -143,6 +143,20 @@ def test_stats_refuse_anonymous_users(host):
 
 
 @lab_image_only
+def test_each_tier_bounds_a_slow_request_inside_the_next(host):
+    """The site plan's time budget, as each tier runs it: MariaDB stops the app user's statements after 10 s,
+    the app's driver gives up after 15 s, mod_wsgi after 30 s, HAProxy after 60 s (docs/operations.md)."""
+    db, web = other_host(DB), other_host(WEB[0])
+    limits = db.check_output("mariadb -N -B -e \"SELECT DISTINCT User, max_statement_time FROM mysql.user "
+                             "WHERE User LIKE 'site%'\"").splitlines()
+    assert sorted(line.split("\t")[1] for line in limits) == ["0.000000", "10.000000"], limits
+    environment = web.file("/srv/scoreboard/shared/environment").content_string
+    assert re.search(r'^DATABASE_URL="mysql://[^"]*[?&]read_timeout=15&write_timeout=15"$', environment, re.M)
+    assert re.search(r"^WSGIDaemonProcess .* request-timeout=30$", web.file(
+        "/etc/apache2/sites-available/scoreboard.conf").content_string, re.M)
+    assert re.search(r"^\s*timeout server 60s$", host.file("/etc/haproxy/haproxy.cfg").content_string, re.M)
+
+
 @pytest.mark.parametrize("tier", ["dbservers", "cacheservers", "webservers", "loadbalancers"])
 def test_tier_playbook_alone_needs_no_fact_cache_and_changes_nothing(host, tier):
     """Each tier that sizes itself from another tier computes what it needs in its own run."""

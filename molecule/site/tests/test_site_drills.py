@@ -45,3 +45,13 @@ def test_each_drill_meets_its_target(results, drill):
     figures = {k: r.get(k) for k in ("requests", "non2xx", "socket_errors", "timeouts", "error_seconds",
                                      "recovery_seconds")}
     assert r["met"], f"{drill}: {r.get('target')}: {r.get('why', '')} {figures} {r.get('details', '')}"
+
+
+def test_mariadb_stopped_the_statements_that_waited_on_the_lock(results):
+    """The slow-database drill's requests were ended by the app user's MAX_STATEMENT_TIME (10 s), not by a
+    timeout further out: MariaDB counts each statement it stopped."""
+    assert results["slow-database"]["met"]
+    out = subprocess.run(["docker", "exec", DB, "mariadb", "-N", "-B", "-e",
+                          "SHOW GLOBAL STATUS LIKE 'Max_statement_time_exceeded'"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[1]) > 0, out
