@@ -53,8 +53,10 @@ What is measured, per drill (results.json, one object per drill):
 
 The drills (CLI names; each class's docstring says exactly what it does and measures):
 apache-kill, log-rotation, healthz-failing, web-host-stopped, memcached-restart, database-restart,
-slow-database, slow-uploads. They take 20-40 s each; slow-database holds its lock
-DRILLS_LOCK_SECONDS (60 s) on top.
+slow-database, slow-uploads, deploy-rollback-tls. They take 20-40 s each; slow-database holds its
+lock DRILLS_LOCK_SECONDS (60 s) on top; deploy-rollback-tls runs three playbooks (about 2 minutes on
+the lab). A drill may need a set-up before the load starts and a teardown after it stops (not
+measured; the teardown always runs, also on Ctrl-C): deploy-rollback-tls turns TLS on for itself.
 
 Usage:
   scripts/drills.py [--only a,b] [--list] [--out DIR] [--check] [options]
@@ -71,6 +73,8 @@ inventories/lab: containers lab-<host>, the Host header from site_domain):
   --cache / DRILLS_CACHE      the memcached container (lab-cache)
   --socket / DRILLS_SOCKET    HAProxy's Runtime API socket in the balancer (/run/haproxy/admin.sock)
   --backend / DRILLS_BACKEND  the checked web backend (app); its fail-open twin is <backend>_failopen
+  --inventory / DRILLS_INVENTORY  the site's Ansible inventory, for the drills that run the bundle's
+                              playbooks (deploy-rollback-tls): inventories/lab
 The load: --connections / DRILLS_CONNECTIONS (32), --delay-ms / DRILLS_DELAY_MS (100),
 --path / DRILLS_PATH (/leaderboard/), --db-paths / DRILLS_DB_PATHS (/,/leaderboard/),
 --baseline-seconds / DRILLS_BASELINE_SECONDS (5), --lock-seconds / DRILLS_LOCK_SECONDS (60).
@@ -90,7 +94,7 @@ on stdout; progress goes to stderr.
 
 Exit status: 0 (with --check: every drill met its target), 1 (--check and a drill missed its
 target), 2 (bad usage), 3 (the drills could not run: a container missing, the site not answering,
-a restore that failed, the site not back to normal at the end), 130 (interrupted; faults restored).
+a restore or teardown that failed, the site not back to normal at the end), 130 (interrupted; faults restored).
 """
 
 import argparse
@@ -106,7 +110,9 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -485,6 +491,37 @@ def format_line(result):
             f"{verdict}: {result['why']}")
 
 
+def tls_bind_port(config):
+    """The port of the first `bind ... ssl crt ...` line in HAProxy's configuration text (int), or None
+    when no frontend terminates TLS."""
+    match = re.search(r"^[ \t]*bind[ \t]+\S*:(\d+)[ \t][^\n]*\bssl\b[^\n]*\bcrt\b", config, re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+def playbook_recap(output):
+    """The PLAY RECAP of ansible-playbook's text output: {host: {"changed": int, "failed": int,
+    "unreachable": int}} ({} when the run ended before its recap)."""
+    found = re.findall(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output,
+                       re.MULTILINE)
+    return {h: {"changed": int(c), "unreachable": int(u), "failed": int(f)} for h, c, u, f in found}
+
+
+def self_signed_pem(domain, directory):
+    """A self-signed certificate for `domain` and `*.direct.<domain>` (EC P-256, 2 days) with its key, as
+    one PEM file in `directory` (HAProxy's `crt` format: certificate then key), made with openssl(1);
+    returns its text. Raises DrillError when openssl is missing or fails."""
+    if shutil.which("openssl") is None:
+        raise DrillError("openssl is not installed on this machine (apt-get install openssl)")
+    key, crt = Path(directory) / "drill.key", Path(directory) / "drill.crt"
+    done = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+         "-subj", f"/CN={domain}", "-addext", f"subjectAltName=DNS:{domain},DNS:*.direct.{domain}",
+         "-keyout", str(key), "-out", str(crt)], capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise DrillError(f"openssl could not make the drill's certificate: {done.stderr.strip()[-500:]}")
+    return crt.read_text() + key.read_text()
+
+
 # ---- the containers ------------------------------------------------------------------------
 
 def docker(*args, stdin=None, timeout=120, check=True):
@@ -841,6 +878,11 @@ class Site:
                 raise DrillError(f"container {name} does not run: start the site first (make lab), or name "
                                  "the containers (--lb, --web, --db, --cache)")
         self.url = settings.url or self._default_url()
+        # The drills read the site through the balancer as its clients do; over HTTPS (deploy-rollback-tls)
+        # with whatever certificate the balancer has (a lab's is self-signed): not verified.
+        self.tls_context = ssl.create_default_context()
+        self.tls_context.check_hostname = False
+        self.tls_context.verify_mode = ssl.CERT_NONE
         self.backend = settings.backend
         self.failopen = settings.backend + "_failopen"
         rows = self.show_stat()
@@ -891,12 +933,42 @@ class Site:
         """GET through the balancer from this machine; the status (int) or None when nothing answered."""
         request = urllib.request.Request(self.url.rstrip("/") + path, headers={"Host": self.s.host})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout, context=self.tls_context) as response:
                 return response.status
         except urllib.error.HTTPError as error:
             return error.code
         except (OSError, ValueError):
             return None
+
+    def playbook(self, name, *args, timeout=1800):
+        """ansible-playbook playbooks/<name> against the site's inventory (--inventory), from the bundle's
+        folder (its ansible.cfg, unless ANSIBLE_CONFIG names another). Returns (return code, stdout +
+        stderr); rc 124 and the output so far when it runs longer than timeout (s)."""
+        program = shutil.which("ansible-playbook") or str(Path(sys.executable).with_name("ansible-playbook"))
+        argv = [program, "-i", self.s.inventory, str(ROOT / "playbooks" / name), *args]
+        try:
+            done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as expired:
+            out = expired.stdout.decode(errors="replace") if isinstance(expired.stdout, bytes) else expired.stdout
+            return 124, (out or "") + f"\n(killed after {timeout} s)"
+        except OSError as error:
+            raise DrillError(f"ansible-playbook cannot run ({program}): {error}") from None
+        return done.returncode, done.stdout + done.stderr
+
+    def redirect_of(self, url, timeout=10):
+        """(status, Location) of a GET of url with the site's Host header, redirects not followed;
+        (None, None) when nothing answered."""
+        class _NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+        opener = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=self.tls_context))
+        try:
+            with opener.open(urllib.request.Request(url, headers={"Host": self.s.host}), timeout=timeout) as response:
+                return response.status, response.headers.get("Location")
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers.get("Location")
+        except (OSError, ValueError):
+            return None, None
 
     def apache_state(self, web):
         """(main PID str, answering bool) of the web container's Apache: answering when apache2 is active
@@ -921,7 +993,7 @@ class Site:
         or None when the page does not answer 200 (another app, memcached empty)."""
         request = urllib.request.Request(self.url.rstrip("/") + "/metrics", headers={"Host": self.s.host})
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10, context=self.tls_context) as response:
                 return parse_metrics(response.read().decode())
         except (OSError, ValueError):
             return None
@@ -962,6 +1034,7 @@ class Context:
         self.probes = []
         self.details = {}
         self.extra_samplers = []
+        self.run_dir = None
 
     def wait(self, seconds):
         """Sleep `seconds` (s) in short steps (a KeyboardInterrupt lands quickly)."""
@@ -973,7 +1046,8 @@ class Context:
 class Drill:
     """One drill: its fault, restore, probe and target. Subclasses override what differs.
 
-    paths(): the pages wrk loads; wrk_timeout_s(): wrk's --timeout (s); prepare(): readings before the
+    setup() and teardown(): before the load starts and after it stops, not measured (most drills need
+    none); paths(): the pages wrk loads; wrk_timeout_s(): wrk's --timeout (s); prepare(): readings before the
     fault (load on); inject(): the fault; hold(): returns when the fault is to be removed; restore():
     removes it, idempotent, always called (also after a failure or Ctrl-C); probe(): the faulted
     service active/answering (bool, polled every POLL_S s from the injection on, in a thread);
@@ -983,6 +1057,16 @@ class Drill:
     target = ""
     sends_own_traffic = False
     app_metrics = False
+
+    def __init__(self):
+        self.setup_details = {}
+
+    def setup(self, site):
+        """Before the load starts (not measured): puts the site in the state the drill needs; may point
+        site.url elsewhere (run_drill puts it back). Raises DrillError when it cannot."""
+
+    def teardown(self, site):
+        """After the load stopped, always (also after a failure or Ctrl-C): undoes setup(); idempotent."""
 
     def paths(self, s):
         return [s.path]
@@ -1668,8 +1752,117 @@ class SlowUploadsDrill(Drill):
         return missed
 
 
+class DeployRollbackTls(Drill):
+    """deploy-rollback-tls: playbooks/deploy.yml then playbooks/rollback.yml, run from this machine
+    against the site's inventory (--inventory), while wrk loads the site over HTTPS with the
+    HTTP-to-HTTPS redirect on.
+
+    Set-up (not measured): when the balancer's haproxy.cfg has no `bind ... ssl crt`, a self-signed
+    certificate for the site's domain and its direct vhosts (openssl on this machine) is written to
+    DRILL_CERTIFICATE on the balancer (mode 0600) and playbooks/loadbalancers.yml runs with
+    haproxy_tls_certificate set to it and haproxy_tls_redirect true; a site that has TLS of its own
+    keeps it. The load then goes to https://<balancer's address>:<its TLS port> (the certificate is
+    not verified), and a plain-HTTP GET of the page must answer a redirect to https://
+    (details.http_redirect). Teardown: loadbalancers.yml again without those variables (the
+    balancer as the inventory has it) and the certificate removed; only when the set-up added them.
+    The fault: deploy.yml of a new release (django_app_release=drill-tls-<UTC time>: the app's own
+    source, under another release id), then, when it succeeded, rollback.yml back to the release
+    the fleet ran before. Both drain each web host, switch it, check it through its direct vhost on
+    the balancer (the check that a redirect placed before the direct-vhost rules sends to HTTPS) and
+    put it back. Their output goes to ansible-deploy.txt and ansible-rollback.txt in the run's folder.
+    Restore: rollback.yml when the deploy ran and no rollback succeeded. Probe: none (recovery:
+    every server UP, from the deploy's start on; so it includes both runs).
+    Target: both playbooks succeed (return code 0), the redirect is on, 0 failed GETs over HTTPS."""
+
+    name = "deploy-rollback-tls"
+    target = "deploy.yml and rollback.yml succeed under HTTPS load with the redirect on, 0 failed GETs"
+    DRILL_CERTIFICATE = "/etc/haproxy/drill-tls.pem"
+
+    def __init__(self):
+        super().__init__()
+        self.tls_added = False
+        self.deployed = False
+        self.rolled_back = False
+
+    def setup(self, site):
+        lb = site.s.lb
+        port = tls_bind_port(site.run(lb, "cat", "/etc/haproxy/haproxy.cfg").stdout)
+        self.setup_details["tls"] = "the site's own"
+        if port is None:
+            with tempfile.TemporaryDirectory() as scratch:
+                pem = self_signed_pem(site.s.host, scratch)
+            site.run(lb, "sh", "-c", 'umask 077 && cat > "$1"', "sh", self.DRILL_CERTIFICATE, stdin=pem)
+            self.tls_added = True
+            self.setup_details["tls"] = f"added by the drill: a self-signed certificate, {self.DRILL_CERTIFICATE}"
+            progress(f"{self.name}: turning TLS and the redirect on (playbooks/loadbalancers.yml)")
+            rc, out = site.playbook("loadbalancers.yml", "-e", json.dumps(
+                {"haproxy_tls_certificate": self.DRILL_CERTIFICATE, "haproxy_tls_redirect": True}))
+            if rc != 0:
+                raise DrillError(f"loadbalancers.yml with TLS on failed ({rc}):\n{out[-3000:]}")
+            port = tls_bind_port(site.run(lb, "cat", "/etc/haproxy/haproxy.cfg").stdout)
+            if port is None:
+                raise DrillError("loadbalancers.yml ran with haproxy_tls_certificate set, yet haproxy.cfg binds no TLS port")
+        plain = site.url
+        site.url = f"https://{container_address(lb)}:{port}"
+        status, location = site.redirect_of(plain.rstrip("/") + site.s.path)
+        self.setup_details["http_redirect"] = {"status": status, "location": location}
+        self.setup_details["https_url"] = site.url
+
+    def teardown(self, site):
+        if not self.tls_added:
+            return
+        progress(f"{self.name}: turning TLS off again (playbooks/loadbalancers.yml as the inventory has it)")
+        rc, out = site.playbook("loadbalancers.yml")
+        if rc != 0:
+            raise DrillError(f"loadbalancers.yml (TLS off again) failed ({rc}):\n{out[-3000:]}")
+        site.run(site.s.lb, "rm", "-f", self.DRILL_CERTIFICATE)
+        self.tls_added = False
+
+    def _run(self, ctx, name, *args):
+        started = time.time()
+        progress(f"{self.name}: {name} {' '.join(args)}")
+        rc, out = ctx.site.playbook(name, *args)
+        ctx.run_dir.joinpath(f"ansible-{name.removesuffix('.yml')}.txt").write_text(out)
+        recap = playbook_recap(out)
+        ctx.details.setdefault("playbooks", []).append({
+            "playbook": name, "rc": rc, "seconds": round(time.time() - started, 1),
+            "failed_hosts": sorted(h for h, r in recap.items() if r["failed"] or r["unreachable"]),
+            **({"output_tail": out[-1500:]} if rc != 0 else {})})
+        return rc
+
+    def inject(self, ctx):
+        release = "drill-tls-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        ctx.details["release"] = release
+        self.deployed = True
+        if self._run(ctx, "deploy.yml", "-e", f"django_app_release={release}") == 0:
+            self.rolled_back = self._run(ctx, "rollback.yml") == 0
+
+    def restore(self, ctx):
+        if self.deployed and not self.rolled_back:
+            self.rolled_back = self._run(ctx, "rollback.yml") == 0
+            if not self.rolled_back:
+                raise DrillError("rollback.yml failed: the web hosts may be on the drill's release "
+                                 f"{ctx.details.get('release')} (ansible-rollback.txt)")
+
+    def evaluate(self, result):
+        missed = super().evaluate(result)
+        d = result["details"]
+        runs = {r["playbook"]: r for r in d.get("playbooks", [])}
+        for name in ("deploy.yml", "rollback.yml"):
+            run = runs.get(name)
+            if run is None:
+                missed.append(f"{name} did not run")
+            elif run["rc"] != 0:
+                missed.append(f"{name} failed ({run['rc']}; hosts {', '.join(run['failed_hosts']) or 'none named'})")
+        redirect = d.get("http_redirect") or {}
+        if redirect.get("status") not in (301, 302, 307, 308) or not str(redirect.get("location")).startswith("https://"):
+            missed.append(f"plain HTTP is not redirected to HTTPS (answered {redirect.get('status')}, "
+                          f"Location {redirect.get('location')})")
+        return missed
+
+
 DRILLS = {d.name: d for d in (ApacheKill, LogRotation, HealthzFailing, WebHostStopped, MemcachedRestart,
-                              DatabaseRestart, SlowDatabase, SlowUploadsDrill)}
+                              DatabaseRestart, SlowDatabase, SlowUploadsDrill, DeployRollbackTls)}
 
 
 # ---- running one drill -----------------------------------------------------------------------
@@ -1728,14 +1921,43 @@ def offset(t, origin):
     return None if t is None else round(t - origin, 3)
 
 
+def blank_result(drill):
+    """A drill's result dict before it runs (results.json's shape): nothing measured, not met."""
+    return {"drill": drill.name, "target": drill.target, "requests": 0, "non2xx": 0, "socket_errors": 0,
+            "timeouts": 0, "error_seconds": None, "recovery_seconds": None, "met": False, "why": "",
+            "statuses": {}, "retry_after_503": 0, "stale": 0, "details": {},
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
 def run_drill(site, drill_cls, settings, run_dir):
-    """Run one drill; its result dict (results.json's shape). Raises DrillError when the fault could not
-    be restored (the run must stop) and KeyboardInterrupt after restoring on Ctrl-C."""
+    """Run one drill: its set-up, the drill (run_measured), its teardown; its result dict (results.json's
+    shape). A set-up that fails is reported in the result (not met). Raises DrillError when the fault or
+    the set-up could not be undone (the run must stop) and KeyboardInterrupt after undoing them on Ctrl-C."""
     drill = drill_cls()
-    result = {"drill": drill.name, "target": drill.target, "requests": 0, "non2xx": 0, "socket_errors": 0,
-              "timeouts": 0, "error_seconds": None, "recovery_seconds": None, "met": False, "why": "",
-              "statuses": {}, "retry_after_503": 0, "stale": 0, "details": {},
-              "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    url = site.url
+    try:
+        try:
+            drill.setup(site)
+        except DrillError as error:
+            result = blank_result(drill)
+            result["why"] = f"the drill failed: its set-up: {error}"
+            result["details"] = dict(drill.setup_details)
+            return result
+        return run_measured(site, drill, settings, run_dir)
+    finally:
+        with deferred_interrupts():
+            try:
+                drill.teardown(site)
+            except Exception as error:  # noqa: BLE001 - reported, then the run stops
+                raise DrillError(f"{drill.name}: its set-up could not be undone: {error}") from None
+            finally:
+                site.url = url
+
+
+def run_measured(site, drill, settings, run_dir):
+    """The measured part of one drill (load, fault, restore, recovery); its result dict. Raises DrillError
+    when the fault could not be restored and KeyboardInterrupt after restoring on Ctrl-C."""
+    result = blank_result(drill)
     ok, why = site.wait_normal()
     if not ok:
         result["why"] = f"not run: the site is not normal before the drill ({why})"
@@ -1743,6 +1965,7 @@ def run_drill(site, drill_cls, settings, run_dir):
     site.api("clear counters")
     haproxy = site.sampler()
     ctx = Context(site, settings, haproxy)
+    ctx.run_dir = run_dir
     paths = drill.paths(settings)
     load = probes = None
     restored = False
@@ -1803,6 +2026,7 @@ def run_drill(site, drill_cls, settings, run_dir):
             if restore_error is not None:
                 raise DrillError(f"{drill.name}: the fault could not be restored: {restore_error}")
     ctx.details.pop("_asked", None)
+    ctx.details.update(drill.setup_details)
     result["details"] = ctx.details
     if figures is not None:
         lua = figures["lua"] or {}
@@ -1873,7 +2097,9 @@ def _met_why(result):
              "slow-database": f", longest response {(d.get('longest_response_ms') or 0) / 1000:.1f} s, wretr/wredis +0",
              "log-rotation": ", WSGI daemon PIDs unchanged",
              "healthz-failing": f", fail-open served {d.get('failopen_requests')} requests",
-             "database-restart": f", {result['retry_after_503']} 503 + Retry-After, {result['stale']} stale"}
+             "database-restart": f", {result['retry_after_503']} 503 + Retry-After, {result['stale']} stale",
+             "deploy-rollback-tls": ", " + ", ".join(f"{r['playbook']} {r['seconds']} s" for r in d.get("playbooks", []))
+             + f", HTTP answered {(d.get('http_redirect') or {}).get('status')}"}
     return f"{describe_failures(result)}{extra.get(result['drill'], '')}"
 
 
@@ -1935,6 +2161,8 @@ def parse_args(argv):
     parser.add_argument("--cache", default=env("DRILLS_CACHE", lab["cache"]), help="memcached container (%(default)s)")
     parser.add_argument("--socket", default=env("DRILLS_SOCKET", "/run/haproxy/admin.sock"),
                         help="HAProxy Runtime API socket in the balancer (%(default)s)")
+    parser.add_argument("--inventory", default=env("DRILLS_INVENTORY", str(LAB)),
+                        help="the site's inventory, for the drills that run playbooks (%(default)s)")
     parser.add_argument("--backend", default=env("DRILLS_BACKEND", "app"), help="checked web backend (%(default)s)")
     parser.add_argument("--connections", default=env("DRILLS_CONNECTIONS", "32"), help="wrk connections (32)")
     parser.add_argument("--delay-ms", default=env("DRILLS_DELAY_MS", "100"), help="pause per connection, ms (100)")

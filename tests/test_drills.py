@@ -330,6 +330,87 @@ def test_format_line():
     assert line.endswith("MISSED: 18 failed GETs")
 
 
+# ---- deploy-rollback-tls ----------------------------------------------------------------------
+
+HAPROXY_TLS = """frontend site
+    bind 0.0.0.0:80
+    bind 0.0.0.0:443 ssl crt /etc/haproxy/site.pem alpn h2,http/1.1
+    http-request redirect scheme https code 301 unless { ssl_fc } || direct_vhost
+"""
+
+
+def test_tls_bind_port():
+    assert drills.tls_bind_port(HAPROXY_TLS) == 443
+    assert drills.tls_bind_port("frontend site\n    bind 0.0.0.0:80\n    # bind :443 ssl crt x\n") is None
+    assert drills.tls_bind_port("    bind :8443 ssl crt /etc/haproxy/x.pem\n") == 8443
+
+
+def test_playbook_recap():
+    out = """PLAY RECAP *********************************************************************
+lb                         : ok=12   changed=0    unreachable=0    failed=0    skipped=3    rescued=0    ignored=0
+web1                       : ok=40   changed=5    unreachable=0    failed=1    skipped=9    rescued=0    ignored=0
+web2                       : ok=2    changed=0    unreachable=1    failed=0    skipped=0    rescued=0    ignored=0
+"""
+    assert drills.playbook_recap(out) == {
+        "lb": {"changed": 0, "unreachable": 0, "failed": 0},
+        "web1": {"changed": 5, "unreachable": 0, "failed": 1},
+        "web2": {"changed": 0, "unreachable": 1, "failed": 0}}
+    assert drills.playbook_recap("ERROR! the playbook could not be found") == {}
+
+
+def test_deploy_rollback_tls_target():
+    drill = drills.DeployRollbackTls()
+    good = {"http_redirect": {"status": 301, "location": "https://scoreboard.test/leaderboard/"},
+            "playbooks": [{"playbook": "deploy.yml", "rc": 0, "failed_hosts": []},
+                          {"playbook": "rollback.yml", "rc": 0, "failed_hosts": []}]}
+    assert drill.evaluate(result(details=good)) == []
+    bad = {"http_redirect": {"status": 200, "location": None},
+           "playbooks": [{"playbook": "deploy.yml", "rc": 2, "failed_hosts": ["web2"]}]}
+    missed = drill.evaluate(result(details=bad, non2xx=1))
+    assert missed[0].startswith("1 failed GETs")
+    assert "deploy.yml failed (2; hosts web2)" in missed
+    assert "rollback.yml did not run" in missed
+    assert "plain HTTP is not redirected to HTTPS (answered 200, Location None)" in missed
+    http_location = {**good, "http_redirect": {"status": 302, "location": "http://scoreboard.test/"}}
+    assert len(drill.evaluate(result(details=http_location))) == 1
+
+
+class _SetupFails(drills.Drill):
+    name = "setup-fails"
+    target = "none"
+
+    def __init__(self):
+        super().__init__()
+        self.torn_down = 0
+
+    def setup(self, site):
+        site.url = "https://10.0.0.1:443"
+        self.setup_details["tls"] = "half done"
+        raise drills.DrillError("the balancer said no")
+
+    def teardown(self, site):
+        _SetupFails.last = self
+        self.torn_down += 1
+
+
+def test_run_drill_reports_a_failed_setup_and_still_tears_down():
+    class _Site:
+        url = "http://127.0.0.1:8080"
+    site = _Site()
+    outcome = drills.run_drill(site, _SetupFails, settings=None, run_dir=None)
+    assert outcome["met"] is False and outcome["requests"] == 0
+    assert outcome["why"] == "the drill failed: its set-up: the balancer said no"
+    assert outcome["details"] == {"tls": "half done"}
+    assert _SetupFails.last.torn_down == 1 and site.url == "http://127.0.0.1:8080"
+
+
+def test_inventory_option(monkeypatch):
+    monkeypatch.delenv("DRILLS_INVENTORY", raising=False)
+    assert drills.parse_args([]).inventory == str(ROOT / "inventories" / "lab")
+    monkeypatch.setenv("DRILLS_INVENTORY", "/srv/site/inventory")
+    assert drills.parse_args([]).inventory == "/srv/site/inventory"
+
+
 # ---- wrk with scripts/drills.lua, against a local server ---------------------------------------
 
 class _Cycling(http.server.BaseHTTPRequestHandler):
