@@ -185,7 +185,7 @@ def test_roles_sharing_a_host_share_its_memory():
      "mysql_app_read_timeout 15 s"),
     (lab(web2={"apache_wsgi_request_timeout": 15}), GROUPS, "web2: apache_wsgi_request_timeout 15 s must be above "
      "mysql_app_read_timeout 15 s (db)"),
-    (lab(lb={"haproxy_timeout_server": "30000"}), GROUPS, "web1: apache_wsgi_request_timeout 30 s must be below "
+    (lab(lb={"haproxy_timeout_server": "30s"}), GROUPS, "web1: apache_wsgi_request_timeout 30 s must be below "
      "haproxy_timeout_server 30 s (lb)"),
     # mod_wsgi averages over a process's threads: one request alone may run threads x request-timeout.
     (lab(web2={"apache_wsgi_threads": 3}), GROUPS, "web2: apache_wsgi_request_timeout 30 s x 3 WSGI threads = 90 s "
@@ -193,6 +193,18 @@ def test_roles_sharing_a_host_share_its_memory():
     (lab(web1={"apache_wsgi_request_timeout": 0}, lb={"haproxy_timeout_server": "10s"}), GROUPS,
      "web1: mysql_app_read_timeout 15 s must be below haproxy_timeout_server 10 s (lb)"),
     (lab(lb={"haproxy_timeout_server": "1 minute"}), GROUPS, "lb: haproxy_timeout_server: '1 minute' is not an HAProxy time"),
+    # The balancer's own inputs, refused here too: before any host changes.
+    (lab(lb={"haproxy_timeout_client": 60}), GROUPS, "lb: haproxy_timeout_client is 60 without a unit, which HAProxy "
+     "reads as 60 ms; write the unit (60s for seconds, 60ms for milliseconds)"),
+    (lab(lb={"haproxy_check_inter": "2 s"}), GROUPS, "lb: haproxy_check_inter is '2 s', not an HAProxy time"),
+    (lab(lb={"haproxy_admin_networks": ["10.0.0.0/8", "0.0.0.0/0"]}), GROUPS,
+     "lb: haproxy_admin_networks has ['0.0.0.0/0'], every address"),
+    (lab(lb={"haproxy_admin_networks": ["::/0"]}), GROUPS, "lb: haproxy_admin_networks has ['::/0'], every address"),
+    (lab(lb={"haproxy_admin_networks": ["10.1.2.3"]}), GROUPS, "these are not: ['10.1.2.3']"),
+    (lab(lb={"haproxy_static_paths": ["/static/", "/"]}), GROUPS, "lb: haproxy_static_paths has '/', which sends "
+     "every request"),
+    (lab(lb={"haproxy_static_paths": ["static/"]}), GROUPS, "lb: haproxy_static_paths entry 'static/' must be a path"),
+    (lab(lb={"haproxy_stats_port": 80}), GROUPS, "lb: port 80 is used twice"),
     (lab(), {**GROUPS, "dbservers": ["db", "ghost"]}, "ghost"),
 ])
 def test_a_plan_that_cannot_hold_names_the_host_and_the_numbers(hostvars, groups, message):

@@ -11,6 +11,7 @@ Filters:
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import math
 import re
@@ -328,6 +329,19 @@ PLAN_ROLES = ("apache", "mysql", "memcached", "haproxy", "nginx_static")
 ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
 
 
+def _haproxy_checks(roles_dir=ROLES_DIR):
+    """The haproxy role's own input checks (roles/haproxy/filter_plugins/haproxy_net.py): one source for
+    the role's validation and the plan's."""
+    spec = importlib.util.spec_from_file_location("haproxy_net", Path(roles_dir) / "haproxy" / "filter_plugins" /
+                                                  "haproxy_net.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_HAPROXY = _haproxy_checks()
+
+
 def role_defaults(roles_dir=ROLES_DIR):
     """{role: {variable: value}} for PLAN_ROLES: each role's defaults/main.yml merged with its
     vars/main.yml (constants), read as plain YAML (templates stay text). OSError or yaml.YAMLError
@@ -607,6 +621,10 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
                 plan.errors.append(f"{lb}: {name} must be a whole number, got {value!r}")
                 value = default
             server_settings.setdefault(name, {})[lb] = value
+    for lb in g["loadbalancers"]:
+        settings = {name: plan.var(lb, "haproxy", name)
+                    for name in (*_HAPROXY.TIME_VARIABLES, "haproxy_admin_networks", "haproxy_static_paths")}
+        plan.errors.extend(f"{lb}: {message}" for message in _HAPROXY.haproxy_input_errors(settings))
     for name, values in server_settings.items():
         if len(set(values.values())) > 1:
             plan.errors.append(f"the balancers set different {name} ({', '.join(f'{lb}: {v}' for lb, v in values.items())}); "

@@ -1,6 +1,15 @@
-"""Address checks for the haproxy role, with Python's ipaddress (no netaddr on the controller)."""
+"""Input checks for the haproxy role: addresses with Python's ipaddress (no netaddr on the controller),
+HAProxy times, the static paths. The site plan (plugins/filter/sizing.py) runs haproxy_input_errors for
+every balancer before any host changes; the role runs it again in its own validation."""
 
 import ipaddress
+import re
+
+# Every variable of the role that HAProxy reads as a time (its configuration manual, 2.5 "Time format").
+TIME_VARIABLES = ("haproxy_timeout_queue", "haproxy_timeout_connect", "haproxy_timeout_client",
+                  "haproxy_timeout_server", "haproxy_timeout_http_request", "haproxy_timeout_http_keep_alive",
+                  "haproxy_check_inter", "haproxy_check_fastinter", "haproxy_check_downinter",
+                  "haproxy_check_timeout", "haproxy_slowstart")
 
 
 def _is_network(value):
@@ -33,6 +42,50 @@ def haproxy_is_address(value):
     return _is_address(value)
 
 
+def haproxy_input_errors(settings):
+    """The role's inputs that argument_specs cannot judge, checked together.
+
+    settings: {variable: value} with any of TIME_VARIABLES, haproxy_admin_networks (list of str) and
+    haproxy_static_paths (list of str); a variable that is absent is not checked. Returns a list of
+    messages (str), each naming the variable and the value; [] when every input holds:
+    - a time needs its unit: HAProxy reads a bare number as milliseconds, so `60` meant as 60 s is 60 ms
+      (HAProxy's configuration manual, 2.5 "Time format": us, ms, s, m, h, d);
+    - an admin network must be CIDR (address/prefix) and not the whole address space (a /0: 0.0.0.0/0,
+      ::/0), which would open the direct vhosts and the stats page to every client;
+    - a static path must start with / and must not be / alone, which would send every request (the app's
+      pages, its health checks) to the static tier."""
+    errors = []
+    for name in TIME_VARIABLES:
+        if name not in settings:
+            continue
+        value = str(settings[name]).strip()
+        if re.fullmatch(r"[0-9]+", value):
+            errors.append(f"{name} is {value} without a unit, which HAProxy reads as {value} ms; write the unit "
+                          f"({value}s for seconds, {value}ms for milliseconds)")
+        elif not re.fullmatch(r"[0-9]+(us|ms|s|m|h|d)", value):
+            errors.append(f"{name} is '{value}', not an HAProxy time (a number with us, ms, s, m, h or d)")
+    networks = settings.get("haproxy_admin_networks")
+    if networks is not None:
+        bad = haproxy_bad_networks(networks)
+        if bad:
+            errors.append(f"haproxy_admin_networks must list networks in CIDR notation (address/prefix, e.g. "
+                          f"10.0.0.0/8 or 192.0.2.7/32); these are not: {bad}")
+        everyone = [v for v in networks if v not in bad and ipaddress.ip_network(v.strip(), strict=False).prefixlen == 0]
+        if everyone:
+            errors.append(f"haproxy_admin_networks has {everyone}, every address: the direct vhosts and the stats "
+                          "page would answer anyone; list the networks your operators and monitoring use")
+    paths = settings.get("haproxy_static_paths")
+    if paths is not None:
+        for path in paths:
+            if not re.fullmatch(r"/\S*", str(path)):
+                errors.append(f"haproxy_static_paths entry '{path}' must be a path starting with /")
+            elif str(path) == "/":
+                errors.append("haproxy_static_paths has '/', which sends every request (the app's pages and its "
+                              "health checks) to the static tier; list the static prefixes (/static/, /media/)")
+    return errors
+
+
 class FilterModule:
     def filters(self):
-        return {"haproxy_bad_networks": haproxy_bad_networks, "haproxy_is_address": haproxy_is_address}
+        return {"haproxy_bad_networks": haproxy_bad_networks, "haproxy_is_address": haproxy_is_address,
+                "haproxy_input_errors": haproxy_input_errors}

@@ -325,8 +325,13 @@ def test_fail_open_when_every_healthz_fails_but_maintenance_stays_out(host, rest
          "haproxy-web1: no usable private address (got 'not-an-address' from site_private_address)"),
         # A retry that replays a slow GET on every web host in turn.
         ({"haproxy_retry_on": "conn-failure response-timeout"}, "has ['response-timeout'], which replay a request"),
+        # HAProxy reads a bare number as milliseconds: 60 meant as a minute would cut every request at 60 ms.
+        ({"haproxy_timeout_server": 60}, "haproxy_timeout_server is 60 without a unit, which HAProxy reads as 60 ms"),
+        ({"haproxy_admin_networks": ["0.0.0.0/0"]}, "haproxy_admin_networks has ['0.0.0.0/0'], every address"),
+        ({"haproxy_static_paths": ["/"]}, "haproxy_static_paths has '/', which sends every request"),
     ],
-    ids=["no-web-hosts", "admin-network-not-cidr", "web-host-without-address", "retry-replays-slow-requests"],
+    ids=["no-web-hosts", "admin-network-not-cidr", "web-host-without-address", "retry-replays-slow-requests",
+         "time-without-unit", "admin-network-everyone", "static-path-root"],
 )
 def test_bad_input_stops_before_any_change(host, extra_vars, message):
     failures = expect_stop_before_change(
