@@ -1,0 +1,37 @@
+"""The playbooks refuse an inventory they cannot act on before they touch a host: deploy.yml and
+rollback.yml with no web host (every play would match nothing and the run end "ok"). Runs the real
+ansible-playbook against an inventory whose only host is this machine, over the local connection;
+the refusal comes first, so nothing runs on it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+INVENTORY = """all:
+  children:
+    loadbalancers:
+      hosts:
+        lb:
+          ansible_connection: local
+    webservers:
+      hosts: {}
+"""
+
+
+@pytest.mark.parametrize("playbook,verb", [("deploy.yml", "deploy"), ("rollback.yml", "roll back")])
+def test_no_web_hosts_is_refused(tmp_path, playbook, verb):
+    (tmp_path / "hosts.yml").write_text(INVENTORY)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    done = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
+                           str(ROOT / "playbooks" / playbook)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out
+    assert "webservers group has no hosts" in out and f"nothing to {verb}" in out, out
+    # The refusal is the first play: the plan never ran.
+    assert "Plan the site" not in out, out
