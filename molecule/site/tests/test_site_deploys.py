@@ -14,6 +14,7 @@ playbooks/deploy.yml and rollback.yml run from this machine against the scenario
 `ansible-playbook` would in production.
 """
 
+import json
 import re
 import shutil
 
@@ -104,11 +105,31 @@ def assert_in_service(lb, web):
 
 
 # ---- the tests, in order -----------------------------------------------------------------------------
-def test_bad_batch_size_stops_before_any_host_changes(lb, webs):
+@pytest.mark.parametrize("args,messages", [
+    (["-e", "deploy_serial=0"], ["deploy_serial must be a number of hosts", "got '0'"]),
+    # Two web hosts: a batch of both (2, or 100%) would take the site out while it switches.
+    (["-e", "deploy_serial=2"], ["deploy_serial 2 drains 2 of the 2 web hosts at once", "at most 1"]),
+    (["-e", "deploy_serial=100%"], ["deploy_serial 100% drains 2 of the 2 web hosts at once"]),
+    (["-e", "rollout_canary=true", "-e", "rollout_canary_min_requests=0"],
+     ["rollout_canary_min_requests must be at least 1 (got 0"]),
+    (["-e", "rollout_canary=true", "-e", "rollout_canary_max_5xx_percent=150"],
+     ["rollout_canary_max_5xx_percent must be 0-100 (got 150"]),
+    # Django's deployment check (security.W009): too short, or the placeholder startproject writes.
+    (["-e", "django_app_secret_key=changeme"], ["django_app_secret_key must be a secret of at least 50 characters",
+                                                 "it has 8 characters"]),
+    (["-e", json.dumps({"django_app_secret_key": "django-insecure-" + "0123456789abcdefghij" * 3})],
+     ["not the placeholder `startproject` writes"]),
+    # What the role owns cannot come in through the extras.
+    (["-e", json.dumps({"django_app_environment": {"DJANGO_ALLOWED_HOSTS": "*", "DJANGO_SECRET_KEY": "x" * 60}})],
+     ["django_app_environment sets DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, which the role sets"]),
+], ids=["serial-0", "serial-every-host", "serial-100-percent", "canary-min-requests-0", "canary-5xx-above-100",
+        "secret-key-short", "secret-key-placeholder", "extras-set-owned-settings"])
+def test_bad_rollout_input_stops_before_any_host_changes(lb, webs, args, messages):
     before = {w: current_release(webs, w) for w in WEB}
-    rc, out = playbook("deploy.yml", "-e", "deploy_serial=0")
+    rc, out = playbook("deploy.yml", *args)
     assert rc != 0
-    assert "deploy_serial must be a number of hosts" in out and "got '0'" in out
+    for message in messages:
+        assert message in " ".join(out.split()), out[-3000:]
     assert {w: current_release(webs, w) for w in WEB} == before
 
 
