@@ -623,7 +623,8 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
             server_settings.setdefault(name, {})[lb] = value
     for lb in g["loadbalancers"]:
         settings = {name: plan.var(lb, "haproxy", name)
-                    for name in (*_HAPROXY.TIME_VARIABLES, "haproxy_admin_networks", "haproxy_static_paths")}
+                    for name in (*_HAPROXY.TIME_VARIABLES, "haproxy_admin_networks", "haproxy_static_paths",
+                                 "haproxy_admin_paths", "haproxy_internal_response_headers")}
         plan.errors.extend(f"{lb}: {message}" for message in _HAPROXY.haproxy_input_errors(settings))
     for name, values in server_settings.items():
         if len(set(values.values())) > 1:

@@ -45,15 +45,17 @@ def haproxy_is_address(value):
 def haproxy_input_errors(settings):
     """The role's inputs that argument_specs cannot judge, checked together.
 
-    settings: {variable: value} with any of TIME_VARIABLES, haproxy_admin_networks (list of str) and
-    haproxy_static_paths (list of str); a variable that is absent is not checked. Returns a list of
+    settings: {variable: value} with any of TIME_VARIABLES, haproxy_admin_networks, haproxy_static_paths,
+    haproxy_admin_paths and haproxy_internal_response_headers (lists of str); a variable that is absent
+    is not checked. Returns a list of
     messages (str), each naming the variable and the value; [] when every input holds:
     - a time needs its unit: HAProxy reads a bare number as milliseconds, so `60` meant as 60 s is 60 ms
       (HAProxy's configuration manual, 2.5 "Time format": us, ms, s, m, h, d);
     - an admin network must be CIDR (address/prefix) and not the whole address space (a /0: 0.0.0.0/0,
       ::/0), which would open the direct vhosts and the stats page to every client;
     - a static path must start with / and must not be / alone, which would send every request (the app's
-      pages, its health checks) to the static tier."""
+      pages, its health checks) to the static tier;
+    - an admin path must start with /, an internal response header be a header name."""
     errors = []
     for name in TIME_VARIABLES:
         if name not in settings:
@@ -82,6 +84,13 @@ def haproxy_input_errors(settings):
             elif str(path) == "/":
                 errors.append("haproxy_static_paths has '/', which sends every request (the app's pages and its "
                               "health checks) to the static tier; list the static prefixes (/static/, /media/)")
+    for path in settings.get("haproxy_admin_paths") or []:
+        if not re.fullmatch(r"/\S*", str(path)):
+            errors.append(f"haproxy_admin_paths entry '{path}' must be a path starting with /")
+    for header in settings.get("haproxy_internal_response_headers") or []:
+        if not re.fullmatch(r"[A-Za-z0-9-]+", str(header)):
+            errors.append(f"haproxy_internal_response_headers entry '{header}' must be a header name "
+                          "(letters, digits, -)")
     return errors
 
 

@@ -158,6 +158,26 @@ def test_direct_vhost_and_stats_refused_outside_admin_networks(host):
     assert outsider.check_output(code + f"-u '{user}:{password}' {stats}") == "403"
 
 
+def test_outsiders_get_no_admin_page_no_internal_header_and_cannot_forge_their_address(host):
+    """From outside the admin networks: /readyz and /metrics refused, X-Served-By removed, and the
+    X-Forwarded-For the app receives is the outsider's address alone, whatever the client sent."""
+    facts = "gather_subset=network"
+    lb_address = host.ansible("setup", facts)["ansible_facts"]["ansible_default_ipv4"]["address"]
+    outsider = other_host("haproxy-web1")
+    outsider_address = outsider.ansible("setup", facts)["ansible_facts"]["ansible_default_ipv4"]["address"]
+    code = "curl -s -o /dev/null -w '%{http_code}' "
+    for path in ("/readyz", "/metrics"):
+        assert outsider.check_output(code + f"http://{lb_address}{path}") == "403", path
+    head = outsider.check_output(f"curl -s -D - -o /dev/null http://{lb_address}/").lower()
+    assert head.startswith("http/1.1 200") and "x-served-by" not in head, head
+    forged = outsider.check_output(f"curl -s -H 'X-Forwarded-For: 203.0.113.9' -H 'Forwarded: for=203.0.113.9' "
+                                   f"http://{lb_address}/echo-forwarded-for")
+    assert forged.strip() == outsider_address
+    # The admin networks (here loopback) still see which host answered.
+    status, headers, _ = get(host)
+    assert status == 200 and headers["x-served-by"] in WEB
+
+
 def test_tls_termination(host):
     status, headers, _ = get(host, url=f"https://127.0.0.1:{LB_VARS['haproxy_https_port']}", extra="-k")
     assert status == 200
