@@ -205,6 +205,15 @@ def test_roles_sharing_a_host_share_its_memory():
      "every request"),
     (lab(lb={"haproxy_static_paths": ["static/"]}), GROUPS, "lb: haproxy_static_paths entry 'static/' must be a path"),
     (lab(lb={"haproxy_stats_port": 80}), GROUPS, "lb: port 80 is used twice"),
+    # The data tier listens on the plan's address: never everywhere, nowhere reachable, or on the Internet.
+    (lab(cache={"site_private_address": "0.0.0.0"}), GROUPS, "cache: memcached would listen on 0.0.0.0 "
+     "(site_private_address), a wildcard"),
+    (lab(db={"site_private_address": "127.0.0.1"}), GROUPS, "db: MariaDB would listen on 127.0.0.1 "
+     "(site_private_address), loopback"),
+    (lab(db={"site_private_address": "8.8.4.4"}), GROUPS, "db: MariaDB would listen on 8.8.4.4 "
+     "(site_private_address), a public address"),
+    (lab(cache={"site_private_address": "2001:4860::8844"}), GROUPS, "cache: memcached would listen on "
+     "2001:4860::8844 (site_private_address), a public address"),
     (lab(), {**GROUPS, "dbservers": ["db", "ghost"]}, "ghost"),
 ])
 def test_a_plan_that_cannot_hold_names_the_host_and_the_numbers(hostvars, groups, message):
@@ -266,3 +275,11 @@ def test_a_template_default_the_plan_needs_is_refused():
     defaults = {**DEFAULTS, "nginx_static": {**DEFAULTS["nginx_static"], "nginx_static_root": "{{ x }}"}}
     with pytest.raises(AnsibleFilterError, match="nginx_static_root is a template"):
         sizing.site_plan(lab(), GROUPS, defaults, None)
+
+
+def test_a_public_data_tier_address_needs_the_host_to_allow_it():
+    allowed = lab(db={"site_private_address": "8.8.4.4", "site_allow_public_address": True})
+    assert plan(allowed)["database"]["address"] == "8.8.4.4"
+    # Private, shared (RFC 6598) and unique-local addresses need nothing.
+    for address in ("10.1.2.3", "192.168.7.7", "100.64.0.9", "fd00::5"):
+        assert plan(lab(cache={"site_private_address": address}))["hosts"]["cache"]["address"] == address

@@ -498,6 +498,28 @@ def _truthy(value):
     return value if isinstance(value, bool) else str(value).strip().lower() in ("true", "yes", "on", "1")
 
 
+def _listen_address_problem(address, allow_public=False):
+    """Why a service of the data tier must not listen on `address` (str), or None when it may: a
+    wildcard (0.0.0.0, ::) opens it on every interface and loopback closes it to the web hosts; a
+    globally routable address (Python's ipaddress `is_global`: not in the IANA special-purpose
+    registries, so not RFC 1918, ULA, shared or link-local space) puts memcached, which stores pickles
+    the web hosts load, or MariaDB on the Internet, unless allow_public (site_allow_public_address: a
+    firewall guards it). An address that does not parse is left to the address rule (None)."""
+    try:
+        parsed = ipaddress.ip_address(str(address))
+    except ValueError:
+        return None
+    if parsed.is_unspecified:
+        return "a wildcard: every interface, every network"
+    if parsed.is_loopback:
+        return "loopback, which the web hosts cannot reach"
+    if parsed.is_global and not allow_public:
+        return ("a public address: anyone who can route to it could reach the service; set site_private_address to "
+                "the host's private address, or site_allow_public_address: true on the host when a firewall "
+                "admits only the site's hosts")
+    return None
+
+
 def _port(plan, host, role, name):
     value = plan.var(host, role, name)
     try:
@@ -578,6 +600,16 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
         if address and len(names) > 1:
             plan.errors.append(f"address {address} is the address of {len(names)} inventory hosts ({', '.join(names)}); "
                                "list each machine once, in every group it serves")
+
+    # MariaDB and memcached listen on the plan's address (db_tier.yml, cacheservers.yml): never a
+    # wildcard or loopback, and a public one only when the host says a firewall guards it.
+    for name, service in (("dbservers", "MariaDB"), ("cacheservers", "memcached")):
+        for host in g[name]:
+            problem = _listen_address_problem(hosts[host]["address"],
+                                              _truthy(plan.hostvars[host].get("site_allow_public_address", False)))
+            if problem:
+                plan.errors.append(f"{host}: {service} would listen on {hosts[host]['address']} "
+                                   f"({hosts[host]['address_source']}), {problem}")
 
     # ---- the web tier
     web = {}

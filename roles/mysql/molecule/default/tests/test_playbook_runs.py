@@ -34,7 +34,19 @@ def server_state(host):
     )
 
 
+def words(text):
+    """A regex matching text with any whitespace (Ansible wraps long messages) between its words."""
+    return r"\s+".join(re.escape(word) for word in text.split())
+
+
 BAD_INPUTS = {
+    # The data tier never listens everywhere or on the Internet, and no account admits a network.
+    "bind-address-wildcard": ({"mysql_bind_address": "0.0.0.0"},
+                              [words("private address, never a wildcard (got"), r"0\.0\.0\.0"]),
+    "client-address-wildcard": ({"mysql_client_addresses": ["10.0.0.%"]},
+                                [words("with no % or _ (MariaDB"), r"10\.0\.0\.%"]),
+    "public-address": ({"site_private_address": "8.8.4.4"},
+                       [words("mysql-db: MariaDB would listen on 8.8.4.4 (site_private_address), a public address")]),
     # Web processes that fit their own hosts (1 MiB each) but whose connections do not fit the database
     # host: the site plan (playbooks/plan.yml) stops the first play.
     "too-much-concurrency": (
