@@ -205,6 +205,8 @@ def test_roles_sharing_a_host_share_its_memory():
      "every request"),
     (lab(lb={"haproxy_static_paths": ["static/"]}), GROUPS, "lb: haproxy_static_paths entry 'static/' must be a path"),
     (lab(lb={"haproxy_stats_port": 80}), GROUPS, "lb: port 80 is used twice"),
+    (lab(lb={"haproxy_max_request_body_mb": -1}), GROUPS, "lb: haproxy_max_request_body_mb must be 0 (no cap) or more "
+     "MiB, got -1"),
     # The data tier listens on the plan's address: never everywhere, nowhere reachable, or on the Internet.
     (lab(cache={"site_private_address": "0.0.0.0"}), GROUPS, "cache: memcached would listen on 0.0.0.0 "
      "(site_private_address), a wildcard"),
@@ -283,3 +285,13 @@ def test_a_public_data_tier_address_needs_the_host_to_allow_it():
     # Private, shared (RFC 6598) and unique-local addresses need nothing.
     for address in ("10.1.2.3", "192.168.7.7", "100.64.0.9", "fd00::5"):
         assert plan(lab(cache={"site_private_address": address}))["hosts"]["cache"]["address"] == address
+
+
+def test_the_request_body_cap_is_the_balancers_for_apache_too():
+    assert plan()["balancer"]["max_request_body_mb"] == DEFAULTS["haproxy"]["haproxy_max_request_body_mb"] == 20
+    assert plan(lab(lb={"haproxy_max_request_body_mb": "100"}))["balancer"]["max_request_body_mb"] == 100
+    # Two balancers must agree: Apache gets one number.
+    groups = {**GROUPS, "loadbalancers": ["lb", "lb2"]}
+    hostvars = {**lab(lb={"haproxy_max_request_body_mb": 5}), "lb2": host("172.30.0.15")}
+    with pytest.raises(AnsibleFilterError, match=r"the balancers set different haproxy_max_request_body_mb \(lb: 5, lb2: 20\)"):
+        plan(hostvars, groups)

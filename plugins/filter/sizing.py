@@ -645,7 +645,8 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     balancer_host = g["loadbalancers"][0] if g["loadbalancers"] else None
     server_settings = {}
     for lb in g["loadbalancers"]:
-        for name, default in (("haproxy_app_server_maxconn", None), ("haproxy_app_server_weight", 100)):
+        for name, default in (("haproxy_app_server_maxconn", None), ("haproxy_app_server_weight", 100),
+                              ("haproxy_max_request_body_mb", None)):
             value = plan.var(lb, "haproxy", name)
             try:
                 value = int(value) if value is not None else default
@@ -663,6 +664,12 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
             plan.errors.append(f"the balancers set different {name} ({', '.join(f'{lb}: {v}' for lb, v in values.items())}); "
                                "set it once for the loadbalancers group")
     maxconn_override = server_settings.get("haproxy_app_server_maxconn", {}).get(balancer_host)
+    # The largest request body: the balancer refuses above it, Apache (webservers.yml) caps at it too.
+    body_mb = server_settings.get("haproxy_max_request_body_mb", {}).get(balancer_host)
+    if body_mb is None:
+        body_mb = int((plan.defaults.get("haproxy") or {}).get("haproxy_max_request_body_mb") or 0)
+    if body_mb < 0:
+        plan.errors.append(f"{balancer_host}: haproxy_max_request_body_mb must be 0 (no cap) or more MiB, got {body_mb}")
     for host, w in web.items():
         # Kept-alive connections pin prefork processes, which are sized for maxconn = concurrency.
         pinned = w["mode"] == "daemon" and w["proxy_connections_per_thread"] > 1
@@ -776,6 +783,7 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     # ---- the balancer
     balancer = {"hosts": list(g["loadbalancers"]), "app_port": min(app_ports, default=None), "app_check_path": None,
                 "app_server_weight": server_settings.get("haproxy_app_server_weight", {}).get(balancer_host, 100),
+                "max_request_body_mb": body_mb,
                 "http_port": None, "stats_port": None, "runtime_api_socket": None,
                 "backends": {"app": "app", "app_failopen": "app_failopen", "static": "static",
                              "static_failopen": "static_failopen"},

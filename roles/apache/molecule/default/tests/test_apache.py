@@ -236,6 +236,21 @@ def test_server_says_little(host, domain):
     assert status == 405
 
 
+def test_a_body_above_the_cap_gets_413_before_python(host, hvars, domain):
+    """LimitRequestBody from apache_limit_request_body_mb: one byte more is refused by Apache itself."""
+    cap = int(hvars["apache_limit_request_body_mb"]) * 1048576
+    assert re.search(rf"^LimitRequestBody {cap}$", host.file("/etc/apache2/conf-available/site-server.conf").content_string,
+                     re.M)
+    code = "curl -s -o /dev/null -w '%{http_code}' -X POST --data-binary @/tmp/body " + f"-H 'Host: {domain}' http://127.0.0.1/"
+    try:
+        host.check_output(f"head -c {cap + 1} /dev/zero > /tmp/body")
+        assert host.check_output(code) == "413"
+        host.check_output("head -c 1000 /dev/zero > /tmp/body")
+        assert host.check_output(code) != "413"
+    finally:
+        host.run("rm -f /tmp/body")
+
+
 def keepalive_on(hvars):
     """Keep-alive as the role applies it: apache_keepalive, except in embedded mode with prefork."""
     wanted = str(hvars["apache_keepalive"]).strip().lower() in ("true", "yes", "on", "1")

@@ -178,6 +178,21 @@ def test_outsiders_get_no_admin_page_no_internal_header_and_cannot_forge_their_a
     assert status == 200 and headers["x-served-by"] in WEB
 
 
+def test_a_body_above_the_cap_is_refused_before_any_server(host):
+    """haproxy_max_request_body_mb: a larger Content-Length gets 413 from the balancer, no server sees it."""
+    cap = int(LB_VARS["haproxy_max_request_body_mb"]) * 1048576
+    code = "curl -s -o /dev/null -w '%{http_code}' --data-binary @/tmp/body " + URL + "/"
+    sessions = int(stat(host)[("app", "BACKEND")]["stot"])
+    try:
+        host.check_output(f"head -c {cap + 1} /dev/zero > /tmp/body")
+        assert host.check_output(code) == "413"
+        assert int(stat(host)[("app", "BACKEND")]["stot"]) == sessions
+        host.check_output("head -c 1000 /dev/zero > /tmp/body")
+        assert host.check_output(code) == "200"
+    finally:
+        host.run("rm -f /tmp/body")
+
+
 def test_tls_termination(host):
     status, headers, _ = get(host, url=f"https://127.0.0.1:{LB_VARS['haproxy_https_port']}", extra="-k")
     assert status == 200
