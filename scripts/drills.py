@@ -513,10 +513,13 @@ def self_signed_pem(domain, directory):
     if shutil.which("openssl") is None:
         raise DrillError("openssl is not installed on this machine (apt-get install openssl)")
     key, crt = Path(directory) / "drill.key", Path(directory) / "drill.crt"
-    done = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-         "-subj", f"/CN={domain}", "-addext", f"subjectAltName=DNS:{domain},DNS:*.direct.{domain}",
-         "-keyout", str(key), "-out", str(crt)], capture_output=True, text=True, timeout=60, check=False)
+    try:
+        done = subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+             "-subj", f"/CN={domain}", "-addext", f"subjectAltName=DNS:{domain},DNS:*.direct.{domain}",
+             "-keyout", str(key), "-out", str(crt)], capture_output=True, text=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        raise DrillError("openssl did not make the drill's certificate within 60 s") from None
     if done.returncode != 0:
         raise DrillError(f"openssl could not make the drill's certificate: {done.stderr.strip()[-500:]}")
     return crt.read_text() + key.read_text()
@@ -942,18 +945,32 @@ class Site:
 
     def playbook(self, name, *args, timeout=1800):
         """ansible-playbook playbooks/<name> against the site's inventory (--inventory), from the bundle's
-        folder (its ansible.cfg, unless ANSIBLE_CONFIG names another). Returns (return code, stdout +
-        stderr); rc 124 and the output so far when it runs longer than timeout (s)."""
+        folder (its ansible.cfg, unless ANSIBLE_CONFIG names another), without colours. Returns (return
+        code, stdout + stderr); rc 124 and the output so far when it runs longer than timeout (s).
+
+        It runs in a session of its own, so a Ctrl-C on the terminal does not reach it: a restore or
+        teardown (under deferred_interrupts) runs to its end. A Ctrl-C or a timeout that interrupts
+        this call sends SIGINT to its whole process group (Ansible's workers included) and waits for
+        it to end, so no host is left half-way by a killed worker."""
         program = shutil.which("ansible-playbook") or str(Path(sys.executable).with_name("ansible-playbook"))
         argv = [program, "-i", self.s.inventory, str(ROOT / "playbooks" / name), *args]
+        env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
         try:
-            done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired as expired:
-            out = expired.stdout.decode(errors="replace") if isinstance(expired.stdout, bytes) else expired.stdout
-            return 124, (out or "") + f"\n(killed after {timeout} s)"
+            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, start_new_session=True)
         except OSError as error:
             raise DrillError(f"ansible-playbook cannot run ({program}): {error}") from None
-        return done.returncode, done.stdout + done.stderr
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+            return proc.returncode, out
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGINT)
+            out, _ = proc.communicate()
+            return 124, (out or "") + f"\n(interrupted after {timeout} s)"
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.communicate()
+            raise
 
     def redirect_of(self, url, timeout=10):
         """(status, Location) of a GET of url with the site's Host header, redirects not followed;
@@ -1770,9 +1787,14 @@ class DeployRollbackTls(Drill):
     the fleet ran before. Both drain each web host, switch it, check it through its direct vhost on
     the balancer (the check that a redirect placed before the direct-vhost rules sends to HTTPS) and
     put it back. Their output goes to ansible-deploy.txt and ansible-rollback.txt in the run's folder.
-    Restore: rollback.yml when the deploy ran and no rollback succeeded. Probe: none (recovery:
-    every server UP, from the deploy's start on; so it includes both runs).
-    Target: both playbooks succeed (return code 0), the redirect is on, 0 failed GETs over HTTPS."""
+    Restore: when the deploy ran and no rollback succeeded, rollback.yml to the release each web host
+    ran before the drill, named (read from each host's `current` link before the fault; a rollback
+    without a target after a deploy that switched nothing would go one release further back); its
+    output goes to ansible-rollback-restore.txt. Probe: none (recovery: every server UP, from the
+    deploy's start on; so it includes both runs).
+    Target: every playbook run succeeds (return code 0; a rollback that failed is a miss even when the
+    restore's retry succeeded), the web hosts end on the releases they had, the redirect is on, 0
+    failed GETs over HTTPS. One balancer: the certificate goes to --lb only."""
 
     name = "deploy-rollback-tls"
     target = "deploy.yml and rollback.yml succeed under HTTPS load with the redirect on, 0 failed GETs"
@@ -1783,17 +1805,20 @@ class DeployRollbackTls(Drill):
         self.tls_added = False
         self.deployed = False
         self.rolled_back = False
+        self.releases_before = {}
 
     def setup(self, site):
         lb = site.s.lb
-        port = tls_bind_port(site.run(lb, "cat", "/etc/haproxy/haproxy.cfg").stdout)
+        config = site.run(lb, "cat", "/etc/haproxy/haproxy.cfg").stdout
+        port = tls_bind_port(config)
         self.setup_details["tls"] = "the site's own"
+        # A certificate of this drill's still bound (an earlier run that could not tear down): ours to undo.
+        self.tls_added = self.DRILL_CERTIFICATE in config
         if port is None:
             with tempfile.TemporaryDirectory() as scratch:
                 pem = self_signed_pem(site.s.host, scratch)
-            site.run(lb, "sh", "-c", 'umask 077 && cat > "$1"', "sh", self.DRILL_CERTIFICATE, stdin=pem)
             self.tls_added = True
-            self.setup_details["tls"] = f"added by the drill: a self-signed certificate, {self.DRILL_CERTIFICATE}"
+            site.run(lb, "sh", "-c", 'umask 077 && cat > "$1"', "sh", self.DRILL_CERTIFICATE, stdin=pem)
             progress(f"{self.name}: turning TLS and the redirect on (playbooks/loadbalancers.yml)")
             rc, out = site.playbook("loadbalancers.yml", "-e", json.dumps(
                 {"haproxy_tls_certificate": self.DRILL_CERTIFICATE, "haproxy_tls_redirect": True}))
@@ -1802,8 +1827,13 @@ class DeployRollbackTls(Drill):
             port = tls_bind_port(site.run(lb, "cat", "/etc/haproxy/haproxy.cfg").stdout)
             if port is None:
                 raise DrillError("loadbalancers.yml ran with haproxy_tls_certificate set, yet haproxy.cfg binds no TLS port")
+        if self.tls_added:
+            self.setup_details["tls"] = f"added by the drill: a self-signed certificate, {self.DRILL_CERTIFICATE}"
+        address = container_address(lb)
+        if not address:
+            raise DrillError(f"container {lb} has no address on its network")
         plain = site.url
-        site.url = f"https://{container_address(lb)}:{port}"
+        site.url = f"https://{address}:{port}"
         status, location = site.redirect_of(plain.rstrip("/") + site.s.path)
         self.setup_details["http_redirect"] = {"status": status, "location": location}
         self.setup_details["https_url"] = site.url
@@ -1811,49 +1841,82 @@ class DeployRollbackTls(Drill):
     def teardown(self, site):
         if not self.tls_added:
             return
-        progress(f"{self.name}: turning TLS off again (playbooks/loadbalancers.yml as the inventory has it)")
-        rc, out = site.playbook("loadbalancers.yml")
-        if rc != 0:
-            raise DrillError(f"loadbalancers.yml (TLS off again) failed ({rc}):\n{out[-3000:]}")
-        site.run(site.s.lb, "rm", "-f", self.DRILL_CERTIFICATE)
+        try:
+            config = site.run(site.s.lb, "cat", "/etc/haproxy/haproxy.cfg").stdout
+            if self.DRILL_CERTIFICATE in config:
+                progress(f"{self.name}: turning TLS off again (playbooks/loadbalancers.yml as the inventory has it)")
+                rc, out = site.playbook("loadbalancers.yml")
+                if rc != 0:
+                    raise DrillError(f"loadbalancers.yml (TLS off again) failed ({rc}):\n{out[-3000:]}")
+        finally:
+            # The private key never stays behind, whatever the playbook did.
+            site.run(site.s.lb, "rm", "-f", self.DRILL_CERTIFICATE, check=False)
         self.tls_added = False
 
-    def _run(self, ctx, name, *args):
+    @staticmethod
+    def releases(site):
+        """{web container: the release id its app's `current` link points to} (the bundle's layout,
+        /srv/<app>/current -> releases/<id>; "" when it cannot be read)."""
+        found = {}
+        for web in site.s.web:
+            done = site.run(web, "sh", "-c", "readlink /srv/*/current", check=False)
+            found[web] = done.stdout.strip().rsplit("/", 1)[-1] if done.returncode == 0 else ""
+        return found
+
+    def _run(self, ctx, label, name, *args):
         started = time.time()
         progress(f"{self.name}: {name} {' '.join(args)}")
         rc, out = ctx.site.playbook(name, *args)
-        ctx.run_dir.joinpath(f"ansible-{name.removesuffix('.yml')}.txt").write_text(out)
+        ctx.run_dir.joinpath(f"ansible-{label}.txt").write_text(out)
         recap = playbook_recap(out)
         ctx.details.setdefault("playbooks", []).append({
-            "playbook": name, "rc": rc, "seconds": round(time.time() - started, 1),
+            "playbook": name, "step": label, "rc": rc, "seconds": round(time.time() - started, 1),
             "failed_hosts": sorted(h for h, r in recap.items() if r["failed"] or r["unreachable"]),
             **({"output_tail": out[-1500:]} if rc != 0 else {})})
         return rc
+
+    def prepare(self, ctx):
+        self.releases_before = self.releases(ctx.site)
+        ctx.details["releases_before"] = self.releases_before
 
     def inject(self, ctx):
         release = "drill-tls-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         ctx.details["release"] = release
         self.deployed = True
-        if self._run(ctx, "deploy.yml", "-e", f"django_app_release={release}") == 0:
-            self.rolled_back = self._run(ctx, "rollback.yml") == 0
+        if self._run(ctx, "deploy", "deploy.yml", "-e", f"django_app_release={release}") == 0:
+            # As an operator would: back to the release the fleet ran before, found by the playbook.
+            self.rolled_back = self._run(ctx, "rollback", "rollback.yml") == 0
 
     def restore(self, ctx):
-        if self.deployed and not self.rolled_back:
-            self.rolled_back = self._run(ctx, "rollback.yml") == 0
-            if not self.rolled_back:
-                raise DrillError("rollback.yml failed: the web hosts may be on the drill's release "
-                                 f"{ctx.details.get('release')} (ansible-rollback.txt)")
+        if not self.deployed or self.rolled_back:
+            return
+        # Named explicitly: a deploy that switched no host leaves the fleet where it was, and a rollback
+        # without a target would take it one release further back.
+        before = set(self.releases_before.values())
+        args = ["-e", f"django_app_release={before.pop()}"] if len(before) == 1 and "" not in before else []
+        self.rolled_back = self._run(ctx, "rollback-restore", "rollback.yml", *args) == 0
+        if not self.rolled_back:
+            raise DrillError("rollback.yml failed: the web hosts may be on the drill's release "
+                             f"{ctx.details.get('release')} (ansible-rollback-restore.txt)")
+
+    def finish(self, ctx):
+        ctx.details["releases_after"] = self.releases(ctx.site)
 
     def evaluate(self, result):
         missed = super().evaluate(result)
         d = result["details"]
-        runs = {r["playbook"]: r for r in d.get("playbooks", [])}
-        for name in ("deploy.yml", "rollback.yml"):
-            run = runs.get(name)
-            if run is None:
+        runs = d.get("playbooks", [])
+        for step, name in (("deploy", "deploy.yml"), ("rollback", "rollback.yml")):
+            if not any(r.get("step", step) == step and r["playbook"] == name for r in runs):
                 missed.append(f"{name} did not run")
-            elif run["rc"] != 0:
-                missed.append(f"{name} failed ({run['rc']}; hosts {', '.join(run['failed_hosts']) or 'none named'})")
+        for run in runs:
+            if run["rc"] != 0:
+                step = f" ({run['step']})" if run.get("step") else ""
+                missed.append(f"{run['playbook']}{step} failed ({run['rc']}; hosts "
+                              f"{', '.join(run['failed_hosts']) or 'none named'})")
+        if d.get("releases_after") is not None and d.get("releases_after") != d.get("releases_before"):
+            missed.append(f"the web hosts are not back on their releases: before {d.get('releases_before')}, "
+                          f"after {d.get('releases_after')}")
         redirect = d.get("http_redirect") or {}
         if redirect.get("status") not in (301, 302, 307, 308) or not str(redirect.get("location")).startswith("https://"):
             missed.append(f"plain HTTP is not redirected to HTTPS (answered {redirect.get('status')}, "
@@ -1935,6 +1998,7 @@ def run_drill(site, drill_cls, settings, run_dir):
     the set-up could not be undone (the run must stop) and KeyboardInterrupt after undoing them on Ctrl-C."""
     drill = drill_cls()
     url = site.url
+    result = failure = None
     try:
         try:
             drill.setup(site)
@@ -1942,16 +2006,23 @@ def run_drill(site, drill_cls, settings, run_dir):
             result = blank_result(drill)
             result["why"] = f"the drill failed: its set-up: {error}"
             result["details"] = dict(drill.setup_details)
-            return result
-        return run_measured(site, drill, settings, run_dir)
-    finally:
-        with deferred_interrupts():
-            try:
-                drill.teardown(site)
-            except Exception as error:  # noqa: BLE001 - reported, then the run stops
-                raise DrillError(f"{drill.name}: its set-up could not be undone: {error}") from None
-            finally:
-                site.url = url
+        else:
+            result = run_measured(site, drill, settings, run_dir)
+    except BaseException as error:  # noqa: BLE001 - re-raised after the teardown
+        failure = error
+    with deferred_interrupts():
+        try:
+            drill.teardown(site)
+        except Exception as error:  # noqa: BLE001 - reported, then the run stops
+            before = f" (and before it: {failure})" if failure is not None else ""
+            stop = DrillError(f"{drill.name}: its set-up could not be undone: {error}{before}")
+            stop.result = result
+            raise stop from failure
+        finally:
+            site.url = url
+    if failure is not None:
+        raise failure
+    return result
 
 
 def run_measured(site, drill, settings, run_dir):
@@ -2248,7 +2319,14 @@ def main(argv=None):
     results = []
     try:
         for name in settings.only:
-            result = run_drill(site, DRILLS[name], settings, run_dir)
+            try:
+                result = run_drill(site, DRILLS[name], settings, run_dir)
+            except DrillError as error:
+                # A teardown that failed after the drill ran: its figures still go into results.json.
+                if getattr(error, "result", None) is not None:
+                    results.append(error.result)
+                    write_results(run_dir, results)
+                raise
             results.append(result)
             write_results(run_dir, results)
             print(format_line(result), flush=True)

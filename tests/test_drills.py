@@ -370,6 +370,15 @@ def test_deploy_rollback_tls_target():
     assert missed[0].startswith("1 failed GETs")
     assert "deploy.yml failed (2; hosts web2)" in missed
     assert "rollback.yml did not run" in missed
+    # A failed rollback is a miss even when the restore's second try succeeded.
+    retried = {**good, "playbooks": [
+        {"playbook": "deploy.yml", "step": "deploy", "rc": 0, "failed_hosts": []},
+        {"playbook": "rollback.yml", "step": "rollback", "rc": 2, "failed_hosts": ["web1"]},
+        {"playbook": "rollback.yml", "step": "rollback-restore", "rc": 0, "failed_hosts": []}]}
+    assert drill.evaluate(result(details=retried)) == ["rollback.yml (rollback) failed (2; hosts web1)"]
+    # The fleet must end on the releases it had.
+    moved = {**good, "releases_before": {"web1": "a", "web2": "a"}, "releases_after": {"web1": "a", "web2": "z"}}
+    assert "not back on their releases" in drill.evaluate(result(details=moved))[0]
     assert "plain HTTP is not redirected to HTTPS (answered 200, Location None)" in missed
     http_location = {**good, "http_redirect": {"status": 302, "location": "http://scoreboard.test/"}}
     assert len(drill.evaluate(result(details=http_location))) == 1
@@ -391,6 +400,33 @@ class _SetupFails(drills.Drill):
     def teardown(self, site):
         _SetupFails.last = self
         self.torn_down += 1
+
+
+class _TeardownFails(_SetupFails):
+    name = "teardown-fails"
+
+    def setup(self, site):
+        pass
+
+    def teardown(self, site):
+        raise drills.DrillError("loadbalancers.yml failed")
+
+
+def test_a_failed_teardown_keeps_the_result_and_the_earlier_error(monkeypatch):
+    class _Site:
+        url = "http://127.0.0.1:8080"
+    measured = {"drill": "teardown-fails", "met": True}
+
+    def run_measured(*args):
+        raise drills.DrillError("rollback.yml failed")
+    monkeypatch.setattr(drills, "run_measured", run_measured)
+    with pytest.raises(drills.DrillError) as error:
+        drills.run_drill(_Site(), _TeardownFails, settings=None, run_dir=None)
+    assert "its set-up could not be undone: loadbalancers.yml failed (and before it: rollback.yml failed)" in str(error.value)
+    monkeypatch.setattr(drills, "run_measured", lambda *args: measured)
+    with pytest.raises(drills.DrillError) as error:
+        drills.run_drill(_Site(), _TeardownFails, settings=None, run_dir=None)
+    assert error.value.result is measured
 
 
 def test_run_drill_reports_a_failed_setup_and_still_tears_down():
