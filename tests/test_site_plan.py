@@ -200,13 +200,18 @@ def test_roles_sharing_a_host_share_its_memory():
     (lab(lb={"haproxy_admin_networks": ["10.0.0.0/8", "0.0.0.0/0"]}), GROUPS,
      "lb: haproxy_admin_networks has ['0.0.0.0/0'], every address"),
     (lab(lb={"haproxy_admin_networks": ["::/0"]}), GROUPS, "lb: haproxy_admin_networks has ['::/0'], every address"),
+    # Nearly every address, or every IPv4 client through the IPv4-mapped IPv6 space.
+    (lab(lb={"haproxy_admin_networks": ["0.0.0.0/1", "128.0.0.0/1", "10.0.0.0/8"]}), GROUPS,
+     "lb: haproxy_admin_networks has ['0.0.0.0/1', '128.0.0.0/1'], every address or nearly"),
+    (lab(lb={"haproxy_admin_networks": ["::ffff:0:0/96"]}), GROUPS, "has ['::ffff:0:0/96'], every address"),
+    (lab(lb={"haproxy_max_request_body_mb": 2048}), GROUPS, "lb: haproxy_max_request_body_mb must be 0 (no cap) to 953"),
     (lab(lb={"haproxy_admin_networks": ["10.1.2.3"]}), GROUPS, "these are not: ['10.1.2.3']"),
     (lab(lb={"haproxy_static_paths": ["/static/", "/"]}), GROUPS, "lb: haproxy_static_paths has '/', which sends "
      "every request"),
     (lab(lb={"haproxy_static_paths": ["static/"]}), GROUPS, "lb: haproxy_static_paths entry 'static/' must be a path"),
     (lab(lb={"haproxy_stats_port": 80}), GROUPS, "lb: port 80 is used twice"),
-    (lab(lb={"haproxy_max_request_body_mb": -1}), GROUPS, "lb: haproxy_max_request_body_mb must be 0 (no cap) or more "
-     "MiB, got -1"),
+    (lab(lb={"haproxy_max_request_body_mb": -1}), GROUPS, "lb: haproxy_max_request_body_mb must be 0 (no cap) to 953 "
+     "MiB"),
     # The data tier listens on the plan's address: never everywhere, nowhere reachable, or on the Internet.
     (lab(cache={"site_private_address": "0.0.0.0"}), GROUPS, "cache: memcached would listen on 0.0.0.0 "
      "(site_private_address), a wildcard"),
@@ -295,3 +300,14 @@ def test_the_request_body_cap_is_the_balancers_for_apache_too():
     hostvars = {**lab(lb={"haproxy_max_request_body_mb": 5}), "lb2": host("172.30.0.15")}
     with pytest.raises(AnsibleFilterError, match=r"the balancers set different haproxy_max_request_body_mb \(lb: 5, lb2: 20\)"):
         plan(hostvars, groups)
+
+
+@pytest.mark.parametrize("address,problem", [
+    ("0.0.0.0", "a wildcard"), ("::", "a wildcard"), ("0:0:0:0:0:0:0:0", "a wildcard"),
+    ("::ffff:0.0.0.0", "a wildcard"), ("127.0.0.1", "loopback"), ("::ffff:127.0.0.1", "loopback"), ("::1", "loopback"),
+    ("8.8.4.4", "a public address"), ("10.0.0.5", None), ("fd12::5", None), ("db.internal", None),
+])
+def test_listen_address_problem(address, problem):
+    found = sizing.listen_address_problem(address)
+    assert (re.split(r"[:,]", found)[0] if found else None) == problem
+    assert sizing.listen_address_problem("8.8.4.4", allow_public=True) is None

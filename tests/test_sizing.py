@@ -110,7 +110,7 @@ def test_bad_input_is_named(resources, overrides, message):
 def test_the_filter_is_registered():
     assert sizing.FilterModule().filters() == {
         "wsgi_sizing": sizing.wsgi_sizing, "database_sizing": sizing.database_sizing, "cache_sizing": sizing.cache_sizing,
-        "site_plan": sizing.site_plan}
+        "site_plan": sizing.site_plan, "listen_address_problem": sizing.listen_address_problem}
 
 
 def role_knobs(role, prefix, constants):

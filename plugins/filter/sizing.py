@@ -498,7 +498,7 @@ def _truthy(value):
     return value if isinstance(value, bool) else str(value).strip().lower() in ("true", "yes", "on", "1")
 
 
-def _listen_address_problem(address, allow_public=False):
+def listen_address_problem(address, allow_public=False):
     """Why a service of the data tier must not listen on `address` (str), or None when it may: a
     wildcard (0.0.0.0, ::) opens it on every interface and loopback closes it to the web hosts; a
     globally routable address (Python's ipaddress `is_global`: not in the IANA special-purpose
@@ -509,6 +509,8 @@ def _listen_address_problem(address, allow_public=False):
         parsed = ipaddress.ip_address(str(address))
     except ValueError:
         return None
+    if parsed.version == 6 and parsed.ipv4_mapped is not None:
+        parsed = parsed.ipv4_mapped
     if parsed.is_unspecified:
         return "a wildcard: every interface, every network"
     if parsed.is_loopback:
@@ -605,7 +607,7 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     # wildcard or loopback, and a public one only when the host says a firewall guards it.
     for name, service in (("dbservers", "MariaDB"), ("cacheservers", "memcached")):
         for host in g[name]:
-            problem = _listen_address_problem(hosts[host]["address"],
+            problem = listen_address_problem(hosts[host]["address"],
                                               _truthy(plan.hostvars[host].get("site_allow_public_address", False)))
             if problem:
                 plan.errors.append(f"{host}: {service} would listen on {hosts[host]['address']} "
@@ -668,8 +670,9 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     body_mb = server_settings.get("haproxy_max_request_body_mb", {}).get(balancer_host)
     if body_mb is None:
         body_mb = int((plan.defaults.get("haproxy") or {}).get("haproxy_max_request_body_mb") or 0)
-    if body_mb < 0:
-        plan.errors.append(f"{balancer_host}: haproxy_max_request_body_mb must be 0 (no cap) or more MiB, got {body_mb}")
+    if not 0 <= body_mb <= 953:
+        plan.errors.append(f"{balancer_host}: haproxy_max_request_body_mb must be 0 (no cap) to 953 MiB (HAProxy compares "
+                           f"a Content-Length as a 32-bit integer), got {body_mb}")
     for host, w in web.items():
         # Kept-alive connections pin prefork processes, which are sized for maxconn = concurrency.
         pinned = w["mode"] == "daemon" and w["proxy_connections_per_thread"] > 1
@@ -833,4 +836,4 @@ class FilterModule:
 
     def filters(self):
         return {"wsgi_sizing": wsgi_sizing, "database_sizing": database_sizing, "cache_sizing": cache_sizing,
-                "site_plan": site_plan}
+                "site_plan": site_plan, "listen_address_problem": listen_address_problem}

@@ -32,6 +32,17 @@ def _is_address(value):
     return True
 
 
+def _too_wide(network):
+    """True for a network wider than /8 (IPv4) or /16 (IPv6). An IPv4-mapped IPv6 network
+    (::ffff:0:0/96) counts as the IPv4 network it maps: HAProxy matches IPv4 clients against it."""
+    mapped = ipaddress.ip_network("::ffff:0:0/96")
+    if network.version == 6 and network.subnet_of(mapped):
+        return network.prefixlen - 96 < 8
+    if network.version == 6 and mapped.subnet_of(network):
+        return True
+    return network.prefixlen < (8 if network.version == 4 else 16)
+
+
 def haproxy_bad_networks(values):
     """Return the entries of a list that are not networks in CIDR notation (address/prefix)."""
     return [v for v in (values or []) if not _is_network(v)]
@@ -51,8 +62,9 @@ def haproxy_input_errors(settings):
     messages (str), each naming the variable and the value; [] when every input holds:
     - a time needs its unit: HAProxy reads a bare number as milliseconds, so `60` meant as 60 s is 60 ms
       (HAProxy's configuration manual, 2.5 "Time format": us, ms, s, m, h, d);
-    - an admin network must be CIDR (address/prefix) and not the whole address space (a /0: 0.0.0.0/0,
-      ::/0), which would open the direct vhosts and the stats page to every client;
+    - an admin network must be CIDR (address/prefix) and not (nearly) the whole address space: wider
+      than /8 for IPv4 or /16 for IPv6 (0.0.0.0/0, ::/0, 0.0.0.0/1, ::ffff:0:0/96), which would open the
+      direct vhosts and the stats page to (nearly) every client;
     - a static path must start with / and must not be / alone, which would send every request (the app's
       pages, its health checks) to the static tier;
     - an admin path must start with /, an internal response header be a header name."""
@@ -72,10 +84,11 @@ def haproxy_input_errors(settings):
         if bad:
             errors.append(f"haproxy_admin_networks must list networks in CIDR notation (address/prefix, e.g. "
                           f"10.0.0.0/8 or 192.0.2.7/32); these are not: {bad}")
-        everyone = [v for v in networks if v not in bad and ipaddress.ip_network(v.strip(), strict=False).prefixlen == 0]
+        everyone = [v for v in networks if v not in bad and _too_wide(ipaddress.ip_network(v.strip(), strict=False))]
         if everyone:
-            errors.append(f"haproxy_admin_networks has {everyone}, every address: the direct vhosts and the stats "
-                          "page would answer anyone; list the networks your operators and monitoring use")
+            errors.append(f"haproxy_admin_networks has {everyone}, every address or nearly (wider than /8 for IPv4, "
+                          "/16 for IPv6): the direct vhosts and the stats page would answer anyone; list the networks "
+                          "your operators and monitoring use")
     paths = settings.get("haproxy_static_paths")
     if paths is not None:
         for path in paths:
