@@ -24,11 +24,13 @@ INVENTORY = """all:
 
 
 @pytest.mark.parametrize("playbook,verb", [("deploy.yml", "deploy"), ("rollback.yml", "roll back")])
-def test_no_web_hosts_is_refused(tmp_path, playbook, verb):
+# --limit leaves an implicit localhost out, --tags an untagged check: neither skips the refusal.
+@pytest.mark.parametrize("extra", [[], ["--limit", "lb"], ["--tags", "nothing"]], ids=["plain", "limit", "tags"])
+def test_no_web_hosts_is_refused(tmp_path, playbook, verb, extra):
     (tmp_path / "hosts.yml").write_text(INVENTORY)
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     done = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
-                           str(ROOT / "playbooks" / playbook)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           str(ROOT / "playbooks" / playbook), *extra], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300, check=False)
     out = done.stdout + done.stderr
     assert done.returncode == 2, out

@@ -42,7 +42,7 @@ def words(text):
 BAD_INPUTS = {
     # The data tier never listens everywhere or on the Internet, and no account admits a network.
     "bind-address-wildcard": ({"mysql_bind_address": "0.0.0.0"},
-                              [words("private address, never a wildcard (got"), r"0\.0\.0\.0"]),
+                              [words("never a wildcard, loopback or a public address (got"), r"0\.0\.0\.0"]),
     "client-address-wildcard": ({"mysql_client_addresses": ["10.0.0.%"]},
                                 [words("with no % or _ (MariaDB"), r"10\.0\.0\.%"]),
     "public-address": ({"site_private_address": "8.8.4.4"},
