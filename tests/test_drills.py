@@ -286,6 +286,13 @@ def test_zero_failed_gets_target():
     assert "did not come back by itself" in missed[1]
 
 
+def test_web_host_stopped_target_refuses_a_host_back_on_another_address():
+    drill = drills.WebHostStopped()
+    assert drill.evaluate(result(details={"address_before": "172.20.0.3", "address_after": "172.20.0.3"})) == []
+    moved = {"address_before": "172.20.0.3", "address_after": "172.20.0.9", "address_changed": True}
+    assert "came back with another address (172.20.0.3 -> 172.20.0.9)" in drill.evaluate(result(details=moved))[0]
+
+
 def test_log_rotation_target_counts_pid_changes():
     good = {"logrotate_exit": 0, "wsgi_pids_before": [1, 2], "wsgi_pids_after": [1, 2], "wsgi_pid_changes": 0}
     assert drills.LogRotation().evaluate(result(details=good)) == []
