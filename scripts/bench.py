@@ -29,7 +29,6 @@ import os
 import re
 import resource
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
@@ -249,17 +248,27 @@ def parse_metrics(text):
     return values
 
 
-def memcached_stats(address, port=11211):
-    """memcached's `stats` as {name: str}, over its text protocol."""
-    with socket.create_connection((address, port), timeout=5) as conn:
-        conn.sendall(b"stats\r\n")
-        data = b""
-        while not data.endswith(b"END\r\n"):
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return {parts[1]: parts[2] for parts in (line.split() for line in data.decode().splitlines())
+# Run inside the cache container: the host firewall admits memcached's port from the web hosts only,
+# and a connection to the host's own address from inside it is loopback's.
+_MEMCACHED_STATS = r"""
+import socket, sys
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as conn:
+    conn.sendall(b"stats\r\n")
+    data = b""
+    while not data.endswith(b"END\r\n"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+sys.stdout.write(data.decode())
+"""
+
+
+def memcached_stats(container, address, port=11211):
+    """memcached's `stats` as {name: str}, over its text protocol, read inside the cache `container`
+    (memcached listens on `address`, the container's private address)."""
+    out = docker("exec", "-i", container, "python3", "-", address, str(port), stdin=_MEMCACHED_STATS)
+    return {parts[1]: parts[2] for parts in (line.split() for line in out.splitlines())
             if len(parts) == 3 and parts[0] == "STAT"}
 
 
@@ -335,7 +344,7 @@ class Site:
         """The counters a run's figures are differences of."""
         ids = {name: self.containers[name]["id"] for name in self.containers}
         procs = processes({name: ids[name] for name in self.web})
-        stats = memcached_stats(self.containers[self.cache]["address"])
+        stats = memcached_stats(self.cache, self.containers[self.cache]["address"])
         return {
             "time": time.monotonic(),
             "db_connections": mariadb_status(self.db, "Connections"),

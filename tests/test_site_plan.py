@@ -311,3 +311,34 @@ def test_listen_address_problem(address, problem):
     found = sizing.listen_address_problem(address)
     assert (re.split(r"[:,]", found)[0] if found else None) == problem
     assert sizing.listen_address_problem("8.8.4.4", allow_public=True) is None
+
+
+def _rules(p, host):
+    return {r["port"]: r["sources"] for r in p["firewall"][host]}
+
+
+def test_firewall_admits_each_port_from_who_needs_it_only():
+    """Each tier's ports open to the hosts that use them (docs/security.md, "Who may reach what"):
+    memcached and MariaDB to the web hosts, Apache and nginx to the balancer and the admin networks,
+    the site to anyone, the stats page to the admin networks only."""
+    p = plan(lab(lb={"haproxy_admin_networks": ["10.8.0.0/16", "10.8.3.0/24", "2001:db8::/48"]}))
+    web_sources = ["10.8.0.0/16", "172.30.0.10/32", "2001:db8::/48"]
+    assert _rules(p, "web1") == {80: web_sources, 8081: web_sources}
+    assert _rules(p, "cache") == {11211: ["172.30.0.11/32", "172.30.0.12/32"]}
+    assert _rules(p, "db") == {3306: ["172.30.0.11/32", "172.30.0.12/31"]}
+    assert _rules(p, "lb") == {80: None, 8404: ["10.8.0.0/16", "2001:db8::/48"]}
+    assert all(r["proto"] == "tcp" and r["service"] for rules in p["firewall"].values() for r in rules)
+
+
+def test_firewall_follows_tls_the_stats_switch_and_hosts_in_several_groups():
+    """The HTTPS port opens when a certificate is set, the stats port closes with the page; a host that
+    is web and cache host at once gets both tiers' ports; without web hosts the data tier admits nobody
+    but itself."""
+    p = plan(lab(lb={"haproxy_tls_certificate": "/etc/haproxy/site.pem", "haproxy_stats_enabled": False}))
+    assert _rules(p, "lb") == {80: None, 443: None}
+    both = plan(lab(web2={"memcached_memory_mb": 256}), {**GROUPS, "cacheservers": ["web2"]})
+    assert set(_rules(both, "web2")) == {80, 8081, 11211}
+    assert _rules(both, "web2")[11211] == ["172.30.0.11/32", "172.30.0.12/32"]
+    alone = plan(groups={**GROUPS, "webservers": [], "staticservers": []})
+    assert _rules(alone, "cache") == {11211: []}
+    assert _rules(alone, "db") == {3306: ["172.30.0.13/32"]}

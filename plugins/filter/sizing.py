@@ -533,6 +533,51 @@ def _port(plan, host, role, name):
     return port
 
 
+def _sources(addresses):
+    """Addresses and networks (str) as the smallest list of CIDR networks (str), IPv4 first: what an
+    nftables set takes (nft refuses overlapping intervals). Entries that do not parse are left out
+    (the address and network rules have named them)."""
+    networks = []
+    for value in addresses:
+        try:
+            networks.append(ipaddress.ip_network(str(value).strip(), strict=False))
+        except ValueError:
+            continue
+    return [str(n) for version in (4, 6)
+            for n in ipaddress.collapse_addresses(n for n in networks if n.version == version)]
+
+
+def _firewall(plan, hosts, g):
+    """Each host's firewall rules: {host: [{port, proto, service, sources}]}, sources a list of CIDR
+    networks (str; [] admits nobody) or None for anyone. The ports are the plan's (hosts[h]["ports"]):
+      apache_listen_port, nginx_static_port: the balancers' addresses and the admin networks (the
+        union of the balancers' haproxy_admin_networks, the haproxy role's default without a balancer);
+      mysql_port: the web hosts (and the database hosts, for replicas and backups);
+      memcached_port: the web hosts;
+      haproxy_http_port, haproxy_https_port: anyone; haproxy_stats_port: the admin networks.
+    A host in several groups gets each of its ports once. SSH and the operator's own rules are the
+    role's (firewall_ssh_networks, firewall_extra_rules)."""
+    balancers = [hosts[h]["address"] for h in g["loadbalancers"]]
+    admin = []
+    for lb in g["loadbalancers"] or [None]:
+        networks = (plan.var(lb, "haproxy", "haproxy_admin_networks") if lb else
+                    (plan.defaults.get("haproxy") or {}).get("haproxy_admin_networks"))
+        admin.extend(networks or [])
+    web = [hosts[h]["address"] for h in g["webservers"]]
+    who = {"apache_listen_port": ("Apache: the balancers and the admin networks", _sources(balancers + admin)),
+           "nginx_static_port": ("nginx (static files): the balancers and the admin networks",
+                                 _sources(balancers + admin)),
+           "mysql_port": ("MariaDB: the web hosts and the database hosts",
+                          _sources(web + [hosts[h]["address"] for h in g["dbservers"]])),
+           "memcached_port": ("memcached: the web hosts", _sources(web)),
+           "haproxy_http_port": ("HAProxy, the site: anyone", None),
+           "haproxy_https_port": ("HAProxy, the site over TLS: anyone", None),
+           "haproxy_stats_port": ("HAProxy's stats page: the admin networks", _sources(admin))}
+    return {host: [{"port": port, "proto": "tcp", "service": who[name][0], "sources": who[name][1]}
+                   for name, port in h["ports"].items() if name in who]
+            for host, h in hosts.items()}
+
+
 def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     """Every number and name that crosses a tier, computed once from the inventory and fresh facts.
 
@@ -566,6 +611,7 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
       time_budget:     _time_budget(...): {server_timeout_s: {balancer: s}, request_timeout_s: {web host: s},
                         read_timeout_s, max_statement_time_s}; database also carries read_timeout and
                         max_statement_time (s)
+      firewall:        _firewall(...): {host: [{port, proto, service, sources: [CIDR] or None (anyone)}]}
 
     A tier whose group is empty has None (database, static) or no hosts, as a tier playbook's own
     scenario may have (a web tier of none counts 0; the playbooks that need a tier check it is there).
@@ -807,6 +853,9 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
             "backends": {name: plan.var(balancer_host, "haproxy", f"__haproxy_{name}_backend")
                          for name in ("app", "app_failopen", "static", "static_failopen")}})
 
+    # ---- the firewall: who may open each port of each host (role firewall, playbooks/firewall.yml)
+    firewall = _firewall(plan, hosts, g)
+
     # ---- each host: its ports once, its roles within its memory
     for host, h in hosts.items():
         seen = {}
@@ -826,7 +875,7 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     return {"hosts": hosts, "addresses": {host: h["address"] for host, h in hosts.items()}, "web": web,
             "web_concurrency": concurrency, "web_total": web_total,
             "database": database, "cache": cache,
-            "static": static, "balancer": balancer, "time_budget": time_budget,
+            "static": static, "balancer": balancer, "time_budget": time_budget, "firewall": firewall,
             "floors": {"kernel_sem": database["sem_floor"] if database else None,
                        "nofile": {h: c["nofile_limit"] for h, c in cache_sizing_by_host.items()}}}
 

@@ -10,7 +10,7 @@ A test module (or conftest.py) puts this folder on sys.path first, then imports 
 
 What is here: another host of the scenario, a host's inventory variables, a platform's container
 limits as molecule.yml gives them, one HTTP request with curl,
-HAProxy's Runtime API and its `show stat`, ansible-playbook run from this machine against the
+whether a TCP connection opens (tcp_connect), HAProxy's Runtime API and its `show stat`, ansible-playbook run from this machine against the
 scenario's hosts, the play recap, "bad input stops the playbook before any change", and a steady
 wrk load through a balancer (PacedLoad). Nothing here
 knows a scenario's host names or variables: the callers pass them.
@@ -88,6 +88,39 @@ def http_get(host, path="/", vhost=None, url="http://127.0.0.1", extra="", timeo
     status = int(lines[0].split()[1])
     headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
     return status, headers, body
+
+
+_TCP_CONNECT = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_STREAM)
+s.settimeout(float(sys.argv[3]))
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    print("open")
+except socket.timeout:
+    print("timeout")
+except ConnectionRefusedError:
+    print("refused")
+"""
+
+
+def tcp_connect(source, address, port, timeout=2):
+    """Whether a TCP connection from `source` to address:port opens: "open", "timeout" (no answer
+    within `timeout` seconds: a firewall dropped the SYN) or "refused" (nothing listens, or a reject).
+
+    source: a testinfra host (python3 runs there), or None for this machine (the Docker host, which
+    the containers see at their network's gateway). address: an IPv4 or IPv6 address (str)."""
+    if source is None:
+        import socket as _socket
+
+        try:
+            with _socket.create_connection((address, port), timeout=timeout):
+                return "open"
+        except _socket.timeout:
+            return "timeout"
+        except ConnectionRefusedError:
+            return "refused"
+    return source.check_output(f"python3 -c '{_TCP_CONNECT}' {address} {port} {timeout}").strip()
 
 
 def runtime_api(host, command, socket=RUNTIME_SOCKET):

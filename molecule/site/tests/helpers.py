@@ -16,7 +16,7 @@ import yaml
 BUNDLE = pathlib.Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(BUNDLE / "molecule" / "resources" / "tests"))
 # other_host and recap are used as they are by the test files (imported from here).
-from scenario import PacedLoad, http_get, other_host, recap, run_playbook, runtime_api, stat_rows  # noqa: E402,F401
+from scenario import PacedLoad, http_get, other_host, recap, run_playbook, runtime_api, stat_rows, tcp_connect  # noqa: E402,F401
 
 SCENARIO = yaml.safe_load((pathlib.Path(__file__).resolve().parents[1] / "molecule.yml").read_text())
 DOMAIN = SCENARIO["provisioner"]["inventory"]["group_vars"]["all"]["site_domain"]
