@@ -126,6 +126,22 @@ def test_app_user_cannot_change_the_schema_but_the_migration_user_can(get_host, 
     assert allowed.rc == 0, allowed.stderr
 
 
+def test_load_data_local_infile_is_refused(host, get_host, address, db_vars):
+    """local_infile is off: not even the migration user can load a file of the client host."""
+    assert sql(host, "SELECT @@GLOBAL.local_infile") == "0"
+    database = db_vars["mysql_database"]
+    load = (f"CREATE TABLE {database}.test_infile (line TEXT); "
+            f"LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE {database}.test_infile")
+    web1 = get_host("mysql-web1")
+    try:
+        out = web1.run("MYSQL_PWD=%s mariadb --local-infile=1 -h %s -u %s -N -B -e %s",
+                       db_vars["mysql_migrate_password"], address, db_vars["mysql_migrate_user"], load)
+        assert out.rc != 0 and "not allowed" in out.stderr, out.stderr
+    finally:
+        login(web1, address, db_vars["mysql_migrate_user"], db_vars["mysql_migrate_password"],
+              f"DROP TABLE IF EXISTS {database}.test_infile")
+
+
 def test_app_user_from_a_host_outside_the_web_tier_fails(get_host, address, db_vars):
     outsider = get_host("mysql-outsider")
     assert outsider.run("command -v mariadb").rc == 0, "the fixture installs the client"
