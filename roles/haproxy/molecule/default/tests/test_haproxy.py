@@ -132,13 +132,42 @@ def test_overload_waits_in_the_queue_not_in_the_servers(host):
         assert rows[("app", name)]["qlimit"] in ("", "0")
 
 
-def test_stats_need_credentials(host):
+# The scenario's balancer has a certificate: the stats page is served over TLS (self-signed: -k).
+STATS_SCHEME = "https" if LB_VARS.get("haproxy_tls_certificate") else "http"
+
+
+def test_stats_need_credentials_over_tls(host):
     port = LB_VARS["haproxy_stats_port"]
-    code = "curl -s -o /dev/null -w '%{http_code}' "
-    assert host.check_output(code + f"http://127.0.0.1:{port}/") == "401"
-    assert host.check_output(code + f"-u admin:wrong-password http://127.0.0.1:{port}/") == "401"
+    code = "curl -s -k -o /dev/null -w '%{http_code}' "
+    stats = f"{STATS_SCHEME}://127.0.0.1:{port}/"
+    assert host.check_output(code + stats) == "401"
+    assert host.check_output(code + f"-u admin:wrong-password {stats}") == "401"
     user, password = LB_VARS["haproxy_stats_user"], LB_VARS["haproxy_stats_password"]
-    assert host.check_output(code + f"-u '{user}:{password}' http://127.0.0.1:{port}/") == "200"
+    assert host.check_output(code + f"-u '{user}:{password}' {stats}") == "200"
+    # The credentials are never taken over plain HTTP.
+    if STATS_SCHEME == "https":
+        assert host.run(code + f"-u '{user}:{password}' http://127.0.0.1:{port}/").stdout != "200"
+
+
+def test_hsts_on_https_responses_only(host):
+    _, headers, _ = get(host, url=f"https://127.0.0.1:{LB_VARS['haproxy_https_port']}", extra="-k")
+    assert headers["strict-transport-security"] == "max-age=31536000"
+    _, headers, _ = get(host)
+    assert "strict-transport-security" not in headers
+
+
+def test_a_certificate_others_can_read_is_refused(host):
+    """The PEM holds the private key: a mode that lets another user read it stops the run before any change."""
+    pem = LB_VARS["haproxy_tls_certificate"]
+    host.check_output(f"chmod 0644 {pem}")
+    try:
+        rc, out = run_playbook(ROOT / "playbooks" / "loadbalancers.yml", "--check",
+                               env_extra={"ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_FACT_CACHING": "memory"},
+                               timeout=600)
+        flat = " ".join(out.split())
+        assert rc != 0 and "haproxy_tls_certificate" in flat and "mode 0644" in flat and "chmod 0600" in flat, flat[-3000:]
+    finally:
+        host.check_output(f"chmod 0600 {pem}")
 
 
 def test_config_is_private_to_root_and_haproxy(host):
@@ -154,8 +183,8 @@ def test_direct_vhost_and_stats_refused_outside_admin_networks(host):
     assert outsider.check_output(code + f"http://{lb_address}/") == "200"
     assert outsider.check_output(code + f"-H 'Host: haproxy-web1.direct.{DOMAIN}' http://{lb_address}/") == "403"
     user, password = LB_VARS["haproxy_stats_user"], LB_VARS["haproxy_stats_password"]
-    stats = f"http://{lb_address}:{LB_VARS['haproxy_stats_port']}/"
-    assert outsider.check_output(code + f"-u '{user}:{password}' {stats}") == "403"
+    stats = f"{STATS_SCHEME}://{lb_address}:{LB_VARS['haproxy_stats_port']}/"
+    assert outsider.check_output(code + f"-k -u '{user}:{password}' {stats}") == "403"
 
 
 def test_outsiders_get_no_admin_page_no_internal_header_and_cannot_forge_their_address(host):
