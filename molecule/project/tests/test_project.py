@@ -161,6 +161,54 @@ def test_uploads_live_in_the_shared_folder(webs, web):
     assert h.file(f"{APP_ROOT}/shared/media/upload.txt").content_string.strip() == "kept"
 
 
+# ---- TLS at the balancer, the app told the scheme by it alone ----------------------------------
+TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+def post_note(client, base, vhost, text, extra=""):
+    """GET `base`/ with Host `vhost` on `client` (a testinfra host), then POST its form to /add/ as a
+    browser on https://<vhost> would (Origin, Referer, the CSRF cookie and token). Returns (the GET's
+    response headers, lower-cased, and the POST's status code as text)."""
+    jar = f"/tmp/jar-{vhost}"
+    curl = f"curl -sk -m 30 -H 'Host: {vhost}' {extra} "
+    page = client.check_output(curl + f"-c {jar} -D /tmp/head-{vhost} {base}/")
+    token = TOKEN.search(page).group(1)
+    head = client.check_output(f"cat /tmp/head-{vhost}").lower()
+    status = client.check_output(
+        curl + f"-b {jar} -o /dev/null -w '%{{http_code}}' -H 'Origin: https://{vhost}' "
+        f"-H 'Referer: https://{vhost}/' --data-urlencode csrfmiddlewaretoken={token} "
+        f"--data-urlencode 'text={text}' {base}/add/")
+    return head, status
+
+
+def test_an_https_form_post_is_accepted_and_its_cookies_are_secure(host):
+    """Over HTTPS the app knows the scheme (the balancer's X-Forwarded-Proto, trusted from it alone): the
+    form's POST with Origin https://<domain> passes Django's CSRF check although the scenario sets no
+    CSRF_TRUSTED_ORIGINS. Every cookie set over HTTPS is Secure, and HSTS comes with the page."""
+    head, status = post_note(host, "https://127.0.0.1", DOMAIN, "posted over https",
+                             extra=f"--resolve {DOMAIN}:443:127.0.0.1")
+    assert status == "302", status
+    assert re.search(r"^strict-transport-security: max-age=\d+", head, re.M), head
+    cookies = [line for line in head.splitlines() if line.startswith("set-cookie:")]
+    assert cookies and all(re.search(r";\s*secure\b", c) for c in cookies), cookies
+    assert "posted over https" in get(host, "/")[2]
+    # Over plain HTTP, the same site sets its cookies without the flag (nothing to protect there).
+    _, headers, _ = get(host, "/")
+    assert "secure" not in headers.get("set-cookie", "").lower()
+
+
+def test_only_a_balancer_may_tell_the_app_the_scheme(host, webs):
+    """The same POST straight to a web host's Apache, claiming X-Forwarded-Proto: https: believed from
+    the balancer (302), dropped from anyone else (the web host itself): the app then sees plain HTTP
+    and Django refuses the https Origin (403)."""
+    web = WEB[0]
+    address = webs[web].check_output("hostname -I").split()[0]
+    vhost = f"{web}.direct.{DOMAIN}"
+    claim = "-H 'X-Forwarded-Proto: https'"
+    assert post_note(host, f"http://{address}", vhost, "from the balancer", extra=claim)[1] == "302"
+    assert post_note(webs[web], f"http://{address}", vhost, "from elsewhere", extra=claim)[1] == "403"
+
+
 # ---- bad input: stopped before any host changes ----------------------------------------------------
 def web_state(webs):
     """What a deploy changes on each web host: where current points, the releases installed, the
