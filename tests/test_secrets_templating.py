@@ -1,0 +1,59 @@
+"""Secrets kept in ansible-vault reach the hosts verbatim, even with `{{`, `{%` or `{#` in them:
+ansible-core 2.19 (requirements.txt) never templates a vaulted value, nor a value it produced. The
+path tested is the django_app role's own: its variables (defaults/main.yml, vars/main.yml) and the
+environment file every process of the app loads (templates/environment.j2), DATABASE_URL's
+percent-encoding included. Plain-text inventory values are templates: mark them !unsafe
+(docs/security.md, "Secrets")."""
+
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SECRET_KEY = "k{{ not_a_var }}{% if %}{# x #}" + "s" * 40
+DB_PASSWORD = "p{{w}}{%d{#/+&"
+
+
+def encrypted(name, value, password_file):
+    out = subprocess.run([str(BIN / "ansible-vault"), "encrypt_string", "--vault-password-file", str(password_file),
+                          "--name", name, value], check=True, capture_output=True, text=True).stdout
+    return out
+
+
+def test_vaulted_secrets_reach_the_environment_file_verbatim(tmp_path):
+    password_file = tmp_path / "vault-password"
+    password_file.write_text("test-only\n")
+    (tmp_path / "secrets.yml").write_text(encrypted("django_app_secret_key", SECRET_KEY, password_file)
+                                          + encrypted("django_app_db_password", DB_PASSWORD, password_file))
+    role = ROOT / "roles" / "django_app"
+    (tmp_path / "play.yml").write_text(f"""
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars_files:
+    - {role}/defaults/main.yml
+    - {role}/vars/main.yml
+    - {tmp_path}/secrets.yml
+  vars:
+    ansible_python_interpreter: {sys.executable}
+    django_app_name: demo
+    django_app_host_address: 10.0.0.5
+  tasks:
+    - name: Render the app's environment file as the role does
+      ansible.builtin.template:
+        src: {role}/templates/environment.j2
+        dest: {tmp_path}/environment
+        mode: "0600"
+""")
+    done = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", str(tmp_path / "play.yml"),
+                           "--vault-password-file", str(password_file)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = dict(line.split("=", 1) for line in (tmp_path / "environment").read_text().splitlines()
+                 if line and not line.startswith("#"))
+    assert lines["DJANGO_SECRET_KEY"] == f'"{SECRET_KEY}"'
+    url = urllib.parse.urlsplit(lines["DATABASE_URL"].strip('"'))
+    assert urllib.parse.unquote(url.password) == DB_PASSWORD
+    # Nor is any secret printed: the play's output names none.
+    assert SECRET_KEY not in done.stdout and DB_PASSWORD not in done.stdout
