@@ -2,7 +2,7 @@
 ansible-core 2.19 (requirements.txt) never templates a vaulted value, nor a value it produced. The
 path tested is the django_app role's own: its variables (defaults/main.yml, vars/main.yml) and the
 environment file every process of the app loads (templates/environment.j2), DATABASE_URL's
-percent-encoding included. Plain-text inventory values are templates: mark them !unsafe
+percent-encoding included (and, on the way, Django's upload limits from the request-body cap). Plain-text inventory values are templates: mark them !unsafe
 (docs/security.md, "Secrets")."""
 
 import subprocess
@@ -27,6 +27,9 @@ def test_vaulted_secrets_reach_the_environment_file_verbatim(tmp_path):
     password_file.write_text("test-only\n")
     (tmp_path / "secrets.yml").write_text(encrypted("django_app_secret_key", SECRET_KEY, password_file)
                                           + encrypted("django_app_db_password", DB_PASSWORD, password_file))
+    # What the inventory and the playbook pass (after the role's defaults, as their precedence has it).
+    (tmp_path / "inventory.yml").write_text("django_app_name: demo\ndjango_app_host_address: 10.0.0.5\n"
+                                            "django_app_max_request_body_mb: 20\n")
     role = ROOT / "roles" / "django_app"
     (tmp_path / "play.yml").write_text(f"""
 - hosts: localhost
@@ -35,11 +38,10 @@ def test_vaulted_secrets_reach_the_environment_file_verbatim(tmp_path):
   vars_files:
     - {role}/defaults/main.yml
     - {role}/vars/main.yml
+    - {tmp_path}/inventory.yml
     - {tmp_path}/secrets.yml
   vars:
     ansible_python_interpreter: {sys.executable}
-    django_app_name: demo
-    django_app_host_address: 10.0.0.5
   tasks:
     - name: Render the app's environment file as the role does
       ansible.builtin.template:
@@ -55,5 +57,8 @@ def test_vaulted_secrets_reach_the_environment_file_verbatim(tmp_path):
     assert lines["DJANGO_SECRET_KEY"] == f'"{SECRET_KEY}"'
     url = urllib.parse.urlsplit(lines["DATABASE_URL"].strip('"'))
     assert urllib.parse.unquote(url.password) == DB_PASSWORD
+    # The request-body cap reaches Django's limits: non-file data up to it, uploads in memory up to 2.5 MB.
+    assert (lines["DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE"], lines["DJANGO_FILE_UPLOAD_MAX_MEMORY_SIZE"]) == (
+        f'"{20 * 1048576}"', '"2621440"')
     # Nor is any secret printed: the play's output names none.
     assert SECRET_KEY not in done.stdout and DB_PASSWORD not in done.stdout

@@ -3,7 +3,8 @@
 What differs between deployments comes under the names most Django projects read (the bundle's
 table: docs/your-project.md): DJANGO_SECRET_KEY, DJANGO_DEBUG, DJANGO_ALLOWED_HOSTS,
 DJANGO_CSRF_TRUSTED_ORIGINS, DATABASE_URL (through dj-database-url) with DJANGO_CONN_MAX_AGE,
-CACHE_URL, DJANGO_STATIC_ROOT, DJANGO_LOG_LEVEL, DJANGO_RELEASE and DJANGO_SERVED_BY. The demo's
+CACHE_URL, DJANGO_STATIC_ROOT, DJANGO_LOG_LEVEL, DJANGO_RELEASE, DJANGO_SERVED_BY, and
+DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE and DJANGO_FILE_UPLOAD_MAX_MEMORY_SIZE. The demo's
 own tuning is read from SCOREBOARD_* variables (README.md, "Settings"); SCOREBOARD_SETTINGS_FILE
 may name a JSON or KEY=VALUE file holding those.
 """
@@ -122,6 +123,11 @@ HOT_CACHE_WAIT_SECONDS = env.float("HOT_CACHE_WAIT_SECONDS", 5.0)
 
 # Retry-After (seconds) of the 503 answered while the database is unavailable.
 DB_RETRY_AFTER_SECONDS = env.int("DB_RETRY_AFTER_SECONDS", 5)
+
+# Request bodies: non-file data up to the site's cap (the balancer answers 413 above it), uploads
+# above FILE_UPLOAD_MAX_MEMORY_SIZE streamed to a temporary file. Django's defaults without them.
+DATA_UPLOAD_MAX_MEMORY_SIZE = django_env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 2621440)
+FILE_UPLOAD_MAX_MEMORY_SIZE = django_env.int("DJANGO_FILE_UPLOAD_MAX_MEMORY_SIZE", 2621440)
 
 STATIC_URL = env.str("STATIC_URL", "/static/")
 STATIC_ROOT = django_env.str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles"))
