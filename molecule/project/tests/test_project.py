@@ -116,13 +116,18 @@ def test_the_project_reads_its_settings_from_the_environment(webs, web):
     h = webs[web]
     dump = ("from django.conf import settings as s; import json; d = s.DATABASES['default']; "
             "print(json.dumps([s.DEBUG, s.ALLOWED_HOSTS, s.CSRF_TRUSTED_ORIGINS, d['ENGINE'], d['USER'], d['PASSWORD'],"
-            " d['CONN_MAX_AGE'], s.CACHES['default']['LOCATION'], str(s.STATIC_ROOT), str(s.MEDIA_ROOT)]))")
+            " d['CONN_MAX_AGE'], s.CACHES['default']['LOCATION'], str(s.STATIC_ROOT), str(s.MEDIA_ROOT),"
+            " s.DATA_UPLOAD_MAX_MEMORY_SIZE, s.FILE_UPLOAD_MAX_MEMORY_SIZE]))")
     out = h.check_output("runuser -u notes -- /usr/local/bin/notes-manage shell -c %s", dump)
-    debug, hosts, origins, engine, _, password, conn_max_age, cache, static_root, media_root = json.loads(
-        out.splitlines()[-1])
+    (debug, hosts, origins, engine, _, password, conn_max_age, cache, static_root, media_root, data_max,
+     file_max) = json.loads(out.splitlines()[-1])
     assert debug is False
     assert DOMAIN in hosts and f"{web}.direct.{DOMAIN}" in hosts
-    assert origins == [f"https://{DOMAIN}"]
+    # The scenario sets no trusted origins (django_app_csrf_trusted_origins: []): HTTPS forms pass
+    # because the balancer tells the app the scheme (the TLS tests below).
+    assert origins == []
+    # The site's 20 MiB body cap (haproxy_max_request_body_mb) for form data; uploads in memory up to 2.5 MB.
+    assert (data_max, file_max) == (20 * 1048576, 2621440)
     assert engine == "django.db.backends.mysql"
     # The password went through DATABASE_URL percent-encoded, and came back whole.
     assert password == DB_PASSWORD
