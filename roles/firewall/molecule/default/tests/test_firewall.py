@@ -118,6 +118,12 @@ def test_a_run_takes_up_an_apply_an_earlier_run_lost(host):
     assert "site_firewall" in host.check_output("nft list tables")
 
 
+def test_check_mode_on_a_converged_host_changes_nothing():
+    rc, output = run_playbook(Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml", "--check")
+    assert rc == 0, output[-4000:]
+    assert all(changed == 0 for changed, _ in recap(output).values()), recap(output)
+
+
 @pytest.mark.parametrize(
     "extra, expected",
     [
