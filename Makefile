@@ -155,7 +155,8 @@ lint: venv ## shellcheck, yamllint, ansible-lint (production profile), syntax ch
 	done; echo "syntax check: every playbook parses"
 
 .PHONY: scenario
-scenario: venv images ## Run one scenario: make scenario S=roles/common/molecule/default [LAB_DISTRO=bookworm]
+# The load generator too: the multi-host scenarios' deploy tests and drills run wrk.
+scenario: venv images tools ## Run one scenario: make scenario S=roles/common/molecule/default [LAB_DISTRO=bookworm]
 	@test -n "$(S)" || { echo "make scenario: set S, e.g. S=roles/common/molecule/default (see 'make scenarios')" >&2; exit 2; }
 	scripts/run-scenario "$(S)" "$(LAB_IMAGE)"
 
