@@ -62,3 +62,45 @@ def test_vaulted_secrets_reach_the_environment_file_verbatim(tmp_path):
         f'"{20 * 1048576}"', '"2621440"')
     # Nor is any secret printed: the play's output names none.
     assert SECRET_KEY not in done.stdout and DB_PASSWORD not in done.stdout
+
+
+def test_migrations_wait_briefly_for_a_table_lock(tmp_path):
+    """The migration user's DATABASE_URL carries init_command=SET SESSION lock_wait_timeout=10, which
+    dj-database-url and django-environ pass to the driver as OPTIONS (mysqlclient's init_command): a
+    migration behind a long transaction fails after 10 s instead of queueing every query of its table.
+    With 0 the URL carries none (the server's default). Its password, vaulted, stays verbatim."""
+    password_file = tmp_path / "vault-password"
+    password_file.write_text("test-only\n")
+    (tmp_path / "secrets.yml").write_text(encrypted("django_app_migrate_password", DB_PASSWORD, password_file))
+    (tmp_path / "inventory.yml").write_text("django_app_name: demo\ndjango_app_host_address: 10.0.0.5\n")
+    role = ROOT / "roles" / "django_app"
+    (tmp_path / "play.yml").write_text(f"""
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars_files:
+    - {role}/defaults/main.yml
+    - {role}/vars/main.yml
+    - {tmp_path}/inventory.yml
+    - {tmp_path}/secrets.yml
+  vars:
+    ansible_python_interpreter: {sys.executable}
+  tasks:
+    - name: Write the migration user's URL as the role builds it, with and without the lock wait
+      ansible.builtin.copy:
+        content: "{{{{ __django_app_migrate_database_url }}}}"
+        dest: {tmp_path}/url
+        mode: "0600"
+""")
+    done = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", str(tmp_path / "play.yml"),
+                           "--vault-password-file", str(password_file)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    url = urllib.parse.urlsplit((tmp_path / "url").read_text().splitlines()[0])
+    assert urllib.parse.unquote(url.password) == DB_PASSWORD
+    assert urllib.parse.parse_qs(url.query) == {"charset": ["utf8mb4"],
+                                                "init_command": ["SET SESSION lock_wait_timeout=10"]}
+    off = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", str(tmp_path / "play.yml"),
+                          "--vault-password-file", str(password_file), "-e", "django_app_migrate_lock_wait_timeout=0"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert off.returncode == 0, off.stdout[-3000:]
+    assert "init_command" not in (tmp_path / "url").read_text()
