@@ -342,3 +342,41 @@ def test_firewall_follows_tls_the_stats_switch_and_hosts_in_several_groups():
     alone = plan(groups={**GROUPS, "webservers": [], "staticservers": []})
     assert _rules(alone, "cache") == {11211: []}
     assert _rules(alone, "db") == {3306: ["172.30.0.13/32"]}
+
+
+def test_backups_follow_the_schedule_and_the_binary_log():
+    """The bundle's defaults: one backup a day at 03:15, kept 7 days, the binary log kept 8 days (it
+    reaches back to the oldest kept backup: 7 d + 24 h); a point in time up to 8 days back restores."""
+    b = plan()["backups"]["db"]
+    assert b["on_calendar"] == "*-*-* 03:15:00"
+    assert (b["interval_hours"], b["retention_days"], b["window_hours"]) == (24, 7, 192)
+    assert b["binlog"] == {"enabled": True, "basename": "/var/log/mysql/mariadb-bin", "retention_hours": 192}
+    assert b["alert_age_hours"] == 26
+    four = plan(lab(db={"mysql_backup_interval_hours": 4, "mysql_backup_start_time": "01:30",
+                        "mysql_backup_retention_days": 2, "mysql_binlog_retention_hours": 52}))["backups"]["db"]
+    assert four["on_calendar"] == "*-*-* 01/4:30:00"
+    assert four["window_hours"] == 52
+
+
+@pytest.mark.parametrize(("db", "message"), [
+    ({"mysql_backup_interval_hours": 5}, "db: mysql_backup_interval_hours 5 must divide a day"),
+    ({"mysql_backup_interval_hours": 12, "mysql_backup_retention_days": 0.25},
+     "db: mysql_backup_retention_days 0.25 (6 h) is shorter than the backup interval mysql_backup_interval_hours 12 h"),
+    ({"mysql_backup_retention_days": 14},
+     "db: mysql_binlog_retention_hours 192 h does not reach back to the oldest kept backup "
+     "(mysql_backup_retention_days 14 d + mysql_backup_interval_hours 24 h = 360 h): raise it to 360"),
+    ({"mysql_backup_keep_min": 5, "mysql_backup_keep_max": 3}, "db: mysql_backup_keep_min 5 must be at least 1"),
+    ({"mysql_backup_alert_age_hours": 12}, "db: mysql_backup_alert_age_hours 12 is below the backup interval"),
+    ({"mysql_backup_start_time": "3am"}, "db: mysql_backup_start_time must be HH:MM (got '3am')"),
+    ({"mysql_backup_retention_days": "a week"}, "db: the backup settings must be numbers"),
+])
+def test_a_backup_schedule_that_cannot_keep_its_promise_is_refused(db, message):
+    with pytest.raises(AnsibleFilterError, match=re.escape(message)):
+        plan(lab(db=db))
+
+
+def test_backups_off_or_without_binary_log_check_less():
+    """With backups off nothing is checked; with the binary log off, its retention is not either."""
+    assert plan(lab(db={"mysql_backup_enabled": False, "mysql_backup_interval_hours": 5}))["backups"]["db"]["enabled"] is False
+    off = plan(lab(db={"mysql_binlog_enabled": False, "mysql_backup_retention_days": 30}))["backups"]["db"]
+    assert off["binlog"]["enabled"] is False

@@ -325,7 +325,7 @@ _DATABASE_KNOB_NAMES = tuple(k for k in _DATABASE_KNOBS if k not in _DATABASE_CO
 _CACHE_CONSTANTS = ("threads_max", "connections_floor", "nofile_headroom")
 _CACHE_KNOB_NAMES = tuple(k for k in _CACHE_KNOBS if k not in _CACHE_CONSTANTS)
 PLAN_GROUPS = ("loadbalancers", "webservers", "staticservers", "dbservers", "cacheservers")
-PLAN_ROLES = ("apache", "mysql", "memcached", "haproxy", "nginx_static")
+PLAN_ROLES = ("apache", "mysql", "mysql_backup", "memcached", "haproxy", "nginx_static")
 ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
 
 
@@ -578,6 +578,66 @@ def _firewall(plan, hosts, g):
             for host, h in hosts.items()}
 
 
+def _backups(plan, g):
+    """Each database host's backup schedule and retention (role mysql_backup), checked against each
+    other and against the binary log's retention (role mysql): {host: {enabled, dir, interval_hours,
+    on_calendar (systemd's OnCalendar=), retention_days, keep_min, keep_max, alert_age_hours,
+    binlog: {enabled, basename, retention_hours}, window_hours}}, hours and days as numbers.
+    window_hours: how far back a point in time can be restored (the oldest kept backup's age at most,
+    retention + interval). Appends to plan.errors, naming the host, the variables and the hours:
+    an interval that does not divide a day, a retention shorter than the interval, binary logs that
+    do not reach back to the oldest kept backup, keep counts out of order, an alert age below the
+    interval, a start time that is not HH:MM."""
+    found = {}
+    for host in g["dbservers"]:
+        def var(name, role="mysql_backup", host=host):
+            return plan.var(host, role, name)
+        try:
+            interval = int(var("mysql_backup_interval_hours"))
+            retention_days = float(var("mysql_backup_retention_days"))
+            keep_min, keep_max = int(var("mysql_backup_keep_min")), int(var("mysql_backup_keep_max"))
+            binlog_hours = int(var("mysql_binlog_retention_hours", "mysql"))
+            alert = var("mysql_backup_alert_age_hours")
+            alert = interval + 2 if alert is None else float(alert)
+        except (TypeError, ValueError) as err:
+            plan.errors.append(f"{host}: the backup settings must be numbers: {err}")
+            continue
+        enabled = _truthy(var("mysql_backup_enabled"))
+        binlog = {"enabled": _truthy(var("mysql_binlog_enabled", "mysql")),
+                  "basename": var("mysql_binlog_basename", "mysql"), "retention_hours": binlog_hours}
+        start = str(var("mysql_backup_start_time"))
+        window = retention_days * 24 + interval
+        if enabled:
+            if interval not in plan.var(host, "mysql_backup", "__mysql_backup_intervals"):
+                plan.errors.append(f"{host}: mysql_backup_interval_hours {interval} must divide a day into whole "
+                                   "backups: 1, 2, 3, 4, 6, 8, 12 or 24")
+            if retention_days * 24 < interval:
+                plan.errors.append(f"{host}: mysql_backup_retention_days {retention_days:g} ({retention_days * 24:g} h) "
+                                   f"is shorter than the backup interval mysql_backup_interval_hours {interval} h: a "
+                                   "backup would be pruned before the next one exists")
+            if binlog["enabled"] and binlog_hours < window:
+                plan.errors.append(f"{host}: mysql_binlog_retention_hours {binlog_hours} h does not reach back to the "
+                                   f"oldest kept backup (mysql_backup_retention_days {retention_days:g} d + "
+                                   f"mysql_backup_interval_hours {interval} h = {window:g} h): raise it to {window:g} or "
+                                   "more, or a point in time inside the retention cannot be restored")
+            if not 1 <= keep_min <= keep_max:
+                plan.errors.append(f"{host}: mysql_backup_keep_min {keep_min} must be at least 1 and at most "
+                                   f"mysql_backup_keep_max {keep_max}")
+            if alert < interval:
+                plan.errors.append(f"{host}: mysql_backup_alert_age_hours {alert:g} is below the backup interval "
+                                   f"mysql_backup_interval_hours {interval} h: every backup would raise the alert")
+            if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", start):
+                plan.errors.append(f"{host}: mysql_backup_start_time must be HH:MM (got {start!r})")
+        hour, minute = (start.split(":") + ["0"])[:2] if ":" in start else ("0", "0")
+        first = int(hour) % interval if hour.isdigit() and interval > 0 else 0
+        found[host] = {"enabled": enabled, "dir": var("mysql_backup_dir"), "interval_hours": interval,
+                       "on_calendar": (f"*-*-* {first:02d}:{minute}:00" if interval >= 24 else
+                                       f"*-*-* {first:02d}/{interval}:{minute}:00"),
+                       "retention_days": retention_days, "keep_min": keep_min, "keep_max": keep_max,
+                       "alert_age_hours": alert, "binlog": binlog, "window_hours": window}
+    return found
+
+
 def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     """Every number and name that crosses a tier, computed once from the inventory and fresh facts.
 
@@ -612,6 +672,8 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
                         read_timeout_s, max_statement_time_s}; database also carries read_timeout and
                         max_statement_time (s)
       firewall:        _firewall(...): {host: [{port, proto, service, sources: [CIDR] or None (anyone)}]}
+      backups:         _backups(...): {db host: {enabled, dir, interval_hours, on_calendar, retention_days, keep_min,
+                        keep_max, alert_age_hours, binlog: {enabled, basename, retention_hours}, window_hours}}
 
     A tier whose group is empty has None (database, static) or no hosts, as a tier playbook's own
     scenario may have (a web tier of none counts 0; the playbooks that need a tier check it is there).
@@ -853,6 +915,9 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
             "backends": {name: plan.var(balancer_host, "haproxy", f"__haproxy_{name}_backend")
                          for name in ("app", "app_failopen", "static", "static_failopen")}})
 
+    # ---- backups of each database host (role mysql_backup)
+    backups = _backups(plan, g)
+
     # ---- the firewall: who may open each port of each host (role firewall, playbooks/firewall.yml)
     firewall = _firewall(plan, hosts, g)
 
@@ -875,7 +940,7 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     return {"hosts": hosts, "addresses": {host: h["address"] for host, h in hosts.items()}, "web": web,
             "web_concurrency": concurrency, "web_total": web_total,
             "database": database, "cache": cache,
-            "static": static, "balancer": balancer, "time_budget": time_budget, "firewall": firewall,
+            "static": static, "balancer": balancer, "time_budget": time_budget, "firewall": firewall, "backups": backups,
             "floors": {"kernel_sem": database["sem_floor"] if database else None,
                        "nofile": {h: c["nofile_limit"] for h, c in cache_sizing_by_host.items()}}}
 

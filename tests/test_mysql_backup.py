@@ -1,0 +1,110 @@
+"""roles/mysql_backup/files/site_mysql_backup.py: the decisions of the backup command that need no
+server (which backups to prune, which one to restore, which binary logs to replay, how much room a
+backup needs). The scenario roles/mysql_backup/molecule/default runs the command on a real MariaDB."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+PATH = Path(__file__).resolve().parents[1] / "roles" / "mysql_backup" / "files" / "site_mysql_backup.py"
+_spec = importlib.util.spec_from_file_location("site_mysql_backup", PATH)
+backup = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(backup)
+
+DAY = 86400
+NOW = 100 * DAY
+
+
+def made(*ages_days):
+    """Manifests of backups finished ages_days ago, oldest first."""
+    return [{"name": f"b{i}", "finished_epoch": NOW - age * DAY, "finished": f"{age} days ago"}
+            for i, age in enumerate(ages_days)]
+
+
+def names(found):
+    return [b["name"] for b in found]
+
+
+def test_prune_deletes_by_age_but_keeps_the_newest_few():
+    # Kept 7 days: 10 and 8 days old go; at least 2 stay however old.
+    assert names(backup.plan_prune(made(10, 8, 6, 1, 0), NOW, 7, 2, 30)) == ["b0", "b1"]
+    assert names(backup.plan_prune(made(30, 20), NOW, 7, 2, 30)) == []
+    assert names(backup.plan_prune(made(30, 20, 10), NOW, 7, 2, 30)) == ["b0"]
+
+
+def test_prune_caps_the_count_whatever_the_age():
+    assert names(backup.plan_prune(made(4, 3, 2, 1, 0), NOW, 7, 1, 3)) == ["b0", "b1"]
+
+
+def test_prune_never_deletes_the_newest():
+    assert names(backup.plan_prune(made(50), NOW, 7, 0, 0)) == []
+
+
+def test_space_needed_counts_the_checked_copy_and_the_reserve():
+    assert backup.space_needed(1000, True, 500) == 2700
+    assert backup.space_needed(1000, False, 0) == 1100
+
+
+def test_the_backup_to_restore():
+    found = made(3, 2, 1)
+    assert backup.choose_backup(found, "latest")["name"] == "b2"
+    assert backup.choose_backup(found, "b0")["name"] == "b0"
+    # A point in time: the newest backup that finished before it.
+    assert backup.choose_backup(found, "latest", NOW - 1.5 * DAY)["name"] == "b1"
+
+
+@pytest.mark.parametrize(("name", "target", "message"), [
+    ("b9", None, "no good backup named b9; there are: b0, b1"),
+    ("b1", NOW - 2.5 * DAY, "backup b1 finished at 2 days ago, after the point in time asked"),
+    ("latest", NOW - 5 * DAY, "no backup finished before the point in time asked; the oldest finished at 3 days ago"),
+])
+def test_a_backup_that_cannot_serve_is_named(name, target, message):
+    with pytest.raises(backup.BackupError, match=message):
+        backup.choose_backup(made(3, 2), name, target)
+
+
+def test_no_backup_at_all():
+    with pytest.raises(backup.BackupError, match="there is no good backup on this host"):
+        backup.choose_backup([], "latest")
+
+
+def test_the_logs_to_replay_start_at_the_backups():
+    index = ["/var/log/mysql/mariadb-bin.000007\n", "/var/log/mysql/mariadb-bin.000008\n",
+             "/var/log/mysql/mariadb-bin.000009\n", "\n"]
+    assert backup.binlogs_from(index, "mariadb-bin.000008") == ["/var/log/mysql/mariadb-bin.000008",
+                                                                 "/var/log/mysql/mariadb-bin.000009"]
+    with pytest.raises(backup.BackupError, match=r"mariadb-bin\.000003, where the backup stops, is not in the "
+                                                 r"index any more \(oldest kept: mariadb-bin\.000007\)"):
+        backup.binlogs_from(index, "mariadb-bin.000003")
+
+
+def test_binlog_info_of_both_mariadb_versions():
+    assert backup.parse_binlog_info("mariadb-bin.000004\t1732\t0-1-6\n") == {
+        "file": "mariadb-bin.000004", "position": 1732, "gtid": "0-1-6"}
+    assert backup.parse_binlog_info("mariadb-bin.000001\t874") == {"file": "mariadb-bin.000001", "position": 874,
+                                                                    "gtid": ""}
+    assert backup.parse_binlog_info("") is None
+
+
+def test_the_replay_reports_the_last_committed_transaction():
+    text = ("# at 874\n#261202 11:29:03 server id 1  end_log_pos 916 CRC32 0x1\tGTID 0-1-4 trans\n"
+            "#261202 11:29:03 server id 1  end_log_pos 1001 CRC32 0x2\tWrite_rows: table id 30 flags: STMT_END_F\n"
+            "#261202 11:29:03 server id 1  end_log_pos 1032 CRC32 0x3\tXid = 12\n"
+            "#261202 11:29:05 server id 1  end_log_pos 1100 CRC32 0x4\tQuery\tthread_id=5\texec_time=0\n")
+    assert backup.last_transaction_end(text) == 1100
+    assert backup.last_transaction_end("# nothing\n") is None
+
+
+def test_a_point_in_time_must_be_a_time():
+    with pytest.raises(backup.BackupError, match="--to must be 'YYYY-MM-DD HH:MM:SS', a binary log position FILE:POS"):
+        backup.parse_target("yesterday")
+
+
+def test_a_position_cuts_the_logs_after_its_own():
+    files = ["/l/mariadb-bin.000008", "/l/mariadb-bin.000009", "/l/mariadb-bin.000010"]
+    assert backup.logs_up_to(files, "mariadb-bin.000009") == files[:2]
+    assert backup.POSITION_PATTERN.match("mariadb-bin.000009:1732").groups() == ("mariadb-bin.000009", "1732")
+    with pytest.raises(backup.BackupError, match=r"the position's log mariadb-bin\.000002 is not among the logs after "
+                                                 r"the backup \(mariadb-bin\.000008, "):
+        backup.logs_up_to(files, "mariadb-bin.000002")
