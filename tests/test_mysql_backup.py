@@ -108,3 +108,30 @@ def test_a_position_cuts_the_logs_after_its_own():
     with pytest.raises(backup.BackupError, match=r"the position's log mariadb-bin\.000002 is not among the logs after "
                                                  r"the backup \(mariadb-bin\.000008, "):
         backup.logs_up_to(files, "mariadb-bin.000002")
+
+
+def timeline(directory, *numbers):
+    """A binary log timeline in directory: the logs and their index, as MariaDB writes them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    live = "/var/log/mysql/mariadb-bin"
+    for n in numbers:
+        (directory / f"mariadb-bin.{n:06d}").write_bytes(b"\xfebin")
+    (directory / "mariadb-bin.index").write_text("".join(f"{live}.{n:06d}\n" for n in numbers))
+
+
+def test_a_backups_logs_are_found_in_the_timeline_that_holds_them(tmp_path):
+    """Each restore sets the live logs aside and numbers the new timeline after every log seen: a
+    backup of any timeline finds its own logs, a re-run after a failed restore too."""
+    timeline(tmp_path / "before-restore-20261201T000000Z", 1, 2, 3)
+    timeline(tmp_path / "before-restore-20261202T000000Z", 4, 5)
+    timeline(tmp_path, 6, 7)
+    config = {"binlog_basename": str(tmp_path / "mariadb-bin")}
+    assert [where for where, _logs in backup.timelines(config)] == [
+        str(tmp_path), str(tmp_path / "before-restore-20261202T000000Z"), str(tmp_path / "before-restore-20261201T000000Z")]
+    where, logs = backup.logs_for(config, "mariadb-bin.000002")
+    assert where.endswith("20261201T000000Z") and [Path(p).name for p in logs] == ["mariadb-bin.000002",
+                                                                                   "mariadb-bin.000003"]
+    assert backup.logs_for(config, "mariadb-bin.000007")[0] == str(tmp_path)
+    assert backup.highest_log_number(config) == 7
+    with pytest.raises(backup.BackupError, match=r"mariadb-bin\.000009, where the backup stops, is kept nowhere"):
+        backup.logs_for(config, "mariadb-bin.000009")

@@ -156,12 +156,18 @@ def binlogs_from(index_lines, first_file):
     return paths[names.index(first_file):]
 
 
+# An event line of mariadb-binlog's output that ends a transaction: an Xid event (InnoDB's commit) or
+# a query event (COMMIT, DDL); its end_log_pos is where the next transaction starts.
+TRANSACTION_END = re.compile(rb"end_log_pos (\d+)[^\n]*\t(?:Xid = |Query\t)")
+
+
 def last_transaction_end(binlog_text):
-    """The end_log_pos of the last committed transaction in mariadb-binlog's text output, or None.
-    A transaction ends with an Xid event (InnoDB) or a COMMIT/DDL query event."""
+    """The end_log_pos of the last committed transaction in mariadb-binlog's text output (str), or None."""
     position = None
-    for match in re.finditer(r"end_log_pos (\d+)[^\n]*\t(?:Xid = |Query\t)", binlog_text):
-        position = int(match.group(1))
+    for line in binlog_text.encode().splitlines():
+        found = TRANSACTION_END.search(line)
+        if found:
+            position = int(found.group(1))
     return position
 
 
@@ -384,8 +390,30 @@ def prune(config):
     return [b["name"] for b in doomed]
 
 
+def wait_for_debian_start(seconds=300):
+    """Wait until Debian's /etc/mysql/debian-start is done: after every start of MariaDB it runs
+    mariadb-upgrade and table checks in the background, writing to the Aria system tables. A backup
+    taken meanwhile copied an Aria log that --prepare could not read ("Cannot find checkpoint
+    record", "log data error"; seen on the lab on 10.11 and 11.8, right after a restore)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        busy = False
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                        busy = busy or b"/etc/mysql/debian-start" in handle.read()
+                except OSError:
+                    continue
+        if not busy:
+            return
+        time.sleep(1)
+    log(f"/etc/mysql/debian-start still runs after {seconds} s; the backup goes ahead", warning=True)
+
+
 def take_backup(config, reason):
     """Take, prepare, check and keep one backup; prune; write the metrics. Its manifest."""
+    wait_for_debian_start()
     # The check's throw-away mariadbd runs as mysql: it must traverse the directory (not read the backups).
     os.makedirs(config["backup_dir"], mode=0o750, exist_ok=True)
     shutil.chown(config["backup_dir"], "root", "mysql")
@@ -462,10 +490,16 @@ def logs_up_to(files, log_name):
     return files[:names.index(log_name) + 1]
 
 
+# The largest packet MariaDB takes (1 GiB): a replayed row event of a big transaction is one statement.
+MAX_PACKET = 1073741824
+
+
 def replay(config, files, start_position, stop_datetime=None, stop_position=None):
     """Apply the binary logs to the running server, file by file, from start_position in the first;
     up to stop_datetime (host local time), or to stop_position in the last file, or to their end.
-    Where the replay stopped: {"file", "position"} of the last committed transaction, or None."""
+    mariadb-binlog's output is streamed to the client (a log is never held in memory whole).
+    Where the replay stopped: {"file", "position"} of the last committed transaction, or None.
+    Raises BackupError when either program fails."""
     stopped = None
     for number, path in enumerate(files):
         argv = ["mariadb-binlog"]
@@ -475,53 +509,119 @@ def replay(config, files, start_position, stop_datetime=None, stop_position=None
             argv.append(f"--stop-datetime={stop_datetime}")
         if stop_position is not None and number == len(files) - 1:
             argv.append(f"--stop-position={stop_position}")
-        text = run(argv + [path])
-        run(["mariadb", "--socket", config["socket"], "--binary-mode"], input=text)
-        end = last_transaction_end(text)
+        # Their messages go to files: a pipe nobody reads until the end could fill and stall them.
+        with tempfile.TemporaryFile() as reader_errors, tempfile.TemporaryFile() as client_errors:
+            reader = subprocess.Popen(argv + [path], stdout=subprocess.PIPE, stderr=reader_errors)  # noqa: S603
+            client = subprocess.Popen(  # noqa: S603
+                ["mariadb", "--socket", config["socket"], "--binary-mode", f"--max-allowed-packet={MAX_PACKET}"],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=client_errors)
+            end = None
+            try:
+                for line in reader.stdout:
+                    found = TRANSACTION_END.search(line)
+                    if found:
+                        end = int(found.group(1))
+                    client.stdin.write(line)
+            except BrokenPipeError:
+                pass
+            finally:
+                client.stdin.close()
+            for program, process, errors in (("mariadb-binlog", reader, reader_errors),
+                                              ("mariadb", client, client_errors)):
+                if process.wait() != 0:
+                    errors.seek(0)
+                    tail = " | ".join(errors.read().decode(errors="replace").strip().splitlines()[-4:])
+                    raise BackupError(f"the replay of {path} failed in {program} (exit {process.returncode}): {tail}")
         if end is not None:
             stopped = {"file": os.path.basename(path), "position": end}
     return stopped
 
 
+def timelines(config):
+    """The binary log timelines on this host, newest first: [(directory, [log paths in order])]. The
+    live one (the index beside mysql_binlog_basename) first, then each one a restore set aside
+    (before-restore-<UTC> beside it). Log names never repeat across them (each restore numbers its
+    new timeline after every log it has seen)."""
+    directory, base = os.path.split(config["binlog_basename"])
+    if not os.path.isdir(directory):
+        return []
+    candidates = [directory] + sorted((os.path.join(directory, d) for d in os.listdir(directory)
+                                       if d.startswith("before-restore-")), reverse=True)
+    found = []
+    for where in candidates:
+        index = os.path.join(where, base + ".index")
+        if os.path.exists(index):
+            with open(index, encoding="utf-8") as handle:
+                found.append((where, [os.path.join(where, os.path.basename(line.strip())) for line in handle
+                                      if line.strip()]))
+    return found
+
+
+def logs_for(config, first_file):
+    """The logs a backup that stops in first_file needs, from the timeline that holds it: (its
+    directory, [paths from first_file on]). Raises BackupError when no timeline holds it."""
+    kept = timelines(config)
+    for where, paths in kept:
+        if first_file in (os.path.basename(p) for p in paths):
+            return where, binlogs_from(paths, first_file)
+    oldest = [os.path.basename(paths[0]) for _where, paths in kept if paths]
+    raise BackupError(f"the binary log {first_file}, where the backup stops, is kept nowhere any more (oldest "
+                      f"kept: {min(oldest) if oldest else 'none'}): restore the backup alone (--to backup)")
+
+
+def highest_log_number(config):
+    """The highest number of any binary log of any timeline on this host (0: none)."""
+    numbers = [int(m.group(1)) for _where, paths in timelines(config) for p in paths
+               if (m := re.search(r"\.(\d+)$", p))]
+    return max(numbers, default=0)
+
+
 def set_binlogs_aside(config, stamp):
-    """Move the binary logs and their index into a directory of their own beside them (the timeline
-    the restore abandons: never deleted here). Returns (that directory, the paths of its logs in
-    order, the highest log number seen); (None, [], 0) when there is no index."""
+    """Move the live binary logs and their index into before-restore-<stamp> beside them (the
+    timeline the restore abandons: never deleted here). Returns that directory, or None when
+    there is no index."""
     index = config["binlog_basename"] + ".index"
     if not os.path.exists(index):
-        return None, [], 0
+        return None
     with open(index, encoding="utf-8") as handle:
         listed = [line.strip() for line in handle if line.strip()]
     aside = os.path.join(os.path.dirname(config["binlog_basename"]), f"before-restore-{stamp}")
     os.makedirs(aside, mode=0o750)
     shutil.chown(aside, "mysql", "adm")
-    moved = []
     for path in listed:
         for candidate in (path, path + ".idx"):
             if os.path.exists(candidate):
                 os.rename(candidate, os.path.join(aside, os.path.basename(candidate)))
-        moved.append(os.path.join(aside, os.path.basename(path)))
     os.rename(index, os.path.join(aside, os.path.basename(index)))
-    numbers = [int(m.group(1)) for m in (re.search(r"\.(\d+)$", p) for p in listed) if m]
-    return aside, moved, max(numbers, default=0)
+    return aside
 
 
-def start_service(config):
-    """Start MariaDB and wait until it answers on its socket (a restore starts it twice in a few
-    seconds: the start rate limit of an earlier failure is cleared first)."""
+def start_service(config, options=None):
+    """Start MariaDB (with MYSQLD_OPTS=options for this start only, when given) and wait until it
+    answers on its socket. A restore starts it twice in a few seconds: the start rate limit of an
+    earlier failure is cleared first."""
     run(["systemctl", "reset-failed", config["service"]])
-    run(["systemctl", "start", config["service"]])
+    if options:
+        run(["systemctl", "set-environment", f"MYSQLD_OPTS={options}"])
+    try:
+        run(["systemctl", "start", config["service"]])
+    finally:
+        if options:
+            run(["systemctl", "unset-environment", "MYSQLD_OPTS"])
     wait_for_socket(config, config["socket"], config["start_timeout"])
 
 
 def restore(config, name, to):
     """Replace the data directory with a backup, then replay the binary logs. A report (dict).
 
-    The old data directory and the old binary logs are moved aside, never deleted. The restored
-    server starts without networking, begins a new binary log (RESET MASTER TO the next number, with
-    the backup's GTID state), replays the old logs from the backup's position (to the time asked, or
-    to their end), and only then starts normally. Raises BackupError; the server may then be down
-    (the report of the step that failed says where the data is)."""
+    The backup's logs are found in the timeline that holds them (the live one, or one an earlier
+    restore set aside). The old data directory and the live binary logs are moved aside, never
+    deleted. The restored server starts without networking, begins a new binary log numbered after
+    every log seen (RESET MASTER TO), replays the logs from the backup's position (to the time or
+    position asked, or to their end), and only then starts normally; then a backup is taken, the
+    new timeline's first. Raises BackupError before anything changes when the backup or its logs
+    cannot serve; after, MariaDB is left stopped and the message says where everything is (running
+    the same restore again finds the logs where they were set aside)."""
     began = time.monotonic()
     position_match = POSITION_PATTERN.match(to)
     target_epoch = parse_target(to) if to not in ("end", "backup") and not position_match else None
@@ -531,20 +631,19 @@ def restore(config, name, to):
     if replaying and not (config["binlog_enabled"] and backup.get("binlog")):
         raise BackupError(f"backup {backup['name']} has no binary log position (the log was off): only --to backup "
                           "restores it")
+    source, files = None, []
     if replaying:
         # Checked before anything changes: the logs the replay needs are all there.
-        with open(config["binlog_basename"] + ".index", encoding="utf-8") as handle:
-            needed = binlogs_from(handle.readlines(), backup["binlog"]["file"])
-        if position_match:
-            logs_up_to(needed, position_match.group(1))
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime(STAMP_FORMAT)
-    run(["systemctl", "stop", config["service"]])
-    binlog_aside, old_logs, highest = set_binlogs_aside(config, stamp) if config["binlog_enabled"] else (None, [], 0)
-    files = []
-    if replaying:
-        files = binlogs_from(old_logs, backup["binlog"]["file"])
+        source, files = logs_for(config, backup["binlog"]["file"])
         if position_match:
             files = logs_up_to(files, position_match.group(1))
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime(STAMP_FORMAT)
+    highest = highest_log_number(config)
+    run(["systemctl", "stop", config["service"]])
+    binlog_aside = set_binlogs_aside(config, stamp) if config["binlog_enabled"] else None
+    if source == os.path.dirname(config["binlog_basename"]) and binlog_aside:
+        source = binlog_aside
+        files = [os.path.join(binlog_aside, os.path.basename(f)) for f in files]
     datadir = config["datadir"].rstrip("/")
     aside = None
     if os.path.isdir(datadir) and os.listdir(datadir):
@@ -553,41 +652,45 @@ def restore(config, name, to):
         log(f"the data directory was moved aside to {aside}")
     elif os.path.isdir(datadir):
         os.rmdir(datadir)
-    run(["mariadb-backup", "--copy-back", f"--target-dir={backup['path']}", f"--datadir={datadir}"])
-    # The Aria log of a prepared backup is not one to go on with: on MariaDB 10.11 every backup taken
-    # after such a restore failed to prepare ("Aria engine: log data error", seen on the lab). After
-    # --prepare the Aria tables are consistent; the server starts a new Aria log without them.
-    for name in os.listdir(datadir):
-        if name == "aria_log_control" or re.match(r"^aria_log\.\d+$", name):
-            os.unlink(os.path.join(datadir, name))
-    run(["chown", "-R", "mysql:mysql", datadir])
-    os.chmod(datadir, 0o755)
     stopped = None
-    # No client but this restore until it is done: the server starts without networking.
-    run(["systemctl", "set-environment", "MYSQLD_OPTS=--skip-networking"])
     try:
-        start_service(config)
+        run(["mariadb-backup", "--copy-back", f"--target-dir={backup['path']}", f"--datadir={datadir}"])
+        run(["chown", "-R", "mysql:mysql", datadir])
+        os.chmod(datadir, 0o755)
+        # No client but this restore until it is done: the server starts without networking.
+        start_service(config, f"--skip-networking --max-allowed-packet={MAX_PACKET}")
         if config["binlog_enabled"]:
-            # A new timeline whose log numbers go on after the old ones, so a log name never means two
-            # files (a backup names the log it stops at). Not gtid_binlog_state: setting it starts
-            # the numbering again at 1. The replayed events keep their GTIDs.
+            # A new timeline whose log numbers go on after every old one, so a log name never means two
+            # files (a backup names the log it stops at). Not gtid_binlog_state: setting it starts the
+            # numbering again at 1. The replayed events keep their GTIDs.
             sql(config, f"RESET MASTER TO {highest + 1}")
         if files:
             stopped = replay(config, files, backup["binlog"]["position"], to if target_epoch is not None else None,
                              int(position_match.group(2)) if position_match else None)
         run(["systemctl", "stop", config["service"]])
-    finally:
-        run(["systemctl", "unset-environment", "MYSQLD_OPTS"])
-    start_service(config)
+        start_service(config)
+    except BackupError as error:
+        subprocess.run(["systemctl", "stop", config["service"]], check=False)  # noqa: S603
+        raise BackupError(f"{error}. MariaDB is stopped on a half-restored data directory; the one before is "
+                          f"{aside or '(there was none)'}; the binary logs are in {source or binlog_aside or 'none'}. "
+                          "Run the same restore again once the cause is fixed (it finds the logs there), or move "
+                          f"{aside or 'the old data directory'} back to {datadir} and start MariaDB") from error
     # The restore began a new binary log timeline: a backup of its own lets the next point-in-time
-    # restore start from it (the backups taken before name logs that were moved aside).
-    after = take_backup(config, "after restore")
+    # restore start from it.
+    try:
+        after, after_error = take_backup(config, "after restore"), None
+    except BackupError as error:
+        # The data is back: a failed backup is reported, not turned into a failed restore.
+        after, after_error = {"name": None, "seconds": None}, str(error)
+        log(f"the backup after the restore failed: {error}; take one (site-mysql-backup run) before relying on a "
+            "point-in-time restore of the restored data", warning=True)
     report = {
         "restored": backup["name"], "backup_finished": backup["finished"], "backup_binlog": backup.get("binlog"),
         "to": to, "replayed_files": [os.path.basename(f) for f in files],
         "stopped_at": stopped or backup.get("binlog"),
         "gtid_binlog_pos": sql(config, "SELECT @@gtid_binlog_pos")[0][0],
         "data_moved_aside": aside, "binlogs_moved_aside": binlog_aside, "new_backup": after["name"],
+        "new_backup_error": after_error,
         "seconds": round(time.monotonic() - began, 1), "backup_seconds": after["seconds"],
     }
     log(f"restored {backup['name']} to {to}: stopped at {report['stopped_at']}; the old data directory is "
