@@ -380,3 +380,18 @@ def test_backups_off_or_without_binary_log_check_less():
     assert plan(lab(db={"mysql_backup_enabled": False, "mysql_backup_interval_hours": 5}))["backups"]["db"]["enabled"] is False
     off = plan(lab(db={"mysql_binlog_enabled": False, "mysql_backup_retention_days": 30}))["backups"]["db"]
     assert off["binlog"]["enabled"] is False
+
+
+def test_backup_hosts_pull_copies_over_ssh_from_the_database_hosts_only():
+    """With a backupservers group, each database host's SSH port opens to the backup hosts (their
+    rrsync account), and each backup host gets its list of sources; without one, nothing opens."""
+    groups = {**GROUPS, "backupservers": ["store"]}
+    hostvars = {**lab(), "store": host("172.30.0.20")}
+    p = plan(hostvars, groups)
+    ssh = [r for r in p["firewall"]["db"] if r["port"] == 22]
+    assert [r["sources"] for r in ssh] == [["172.30.0.20/32"]]
+    assert p["backup_copies"]["store"] == [{"source": "db", "address": "172.30.0.13", "ssh_port": 22,
+                                            "reader": "mysql-backup-reader", "remote_dir": "/var/backups/mariadb",
+                                            "alert_age_hours": 26}]
+    assert p["firewall"]["store"] == []
+    assert not [r for r in plan()["firewall"]["db"] if r["port"] == 22]

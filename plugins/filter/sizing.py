@@ -324,7 +324,7 @@ _DATABASE_CONSTANTS = ("buffer_pool_step_mb", "thread_cache_max", "sem_semmsl_mi
 _DATABASE_KNOB_NAMES = tuple(k for k in _DATABASE_KNOBS if k not in _DATABASE_CONSTANTS)
 _CACHE_CONSTANTS = ("threads_max", "connections_floor", "nofile_headroom")
 _CACHE_KNOB_NAMES = tuple(k for k in _CACHE_KNOBS if k not in _CACHE_CONSTANTS)
-PLAN_GROUPS = ("loadbalancers", "webservers", "staticservers", "dbservers", "cacheservers")
+PLAN_GROUPS = ("loadbalancers", "webservers", "staticservers", "dbservers", "cacheservers", "backupservers")
 PLAN_ROLES = ("apache", "mysql", "mysql_backup", "memcached", "haproxy", "nginx_static")
 ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
 
@@ -547,13 +547,14 @@ def _sources(addresses):
             for n in ipaddress.collapse_addresses(n for n in networks if n.version == version)]
 
 
-def _firewall(plan, hosts, g):
+def _firewall(plan, hosts, g, backups=None):
     """Each host's firewall rules: {host: [{port, proto, service, sources}]}, sources a list of CIDR
     networks (str; [] admits nobody) or None for anyone. The ports are the plan's (hosts[h]["ports"]):
       apache_listen_port, nginx_static_port: the balancers' addresses and the admin networks (the
         union of the balancers' haproxy_admin_networks, the haproxy role's default without a balancer);
       mysql_port: the web hosts (and the database hosts, for replicas and backups);
       memcached_port: the web hosts;
+      the database hosts' SSH port (mysql_backup_copy_ssh_port): the backup hosts, when backups are on;
       haproxy_http_port, haproxy_https_port: anyone; haproxy_stats_port: the admin networks.
     A host in several groups gets each of its ports once. SSH and the operator's own rules are the
     role's (firewall_ssh_networks, firewall_extra_rules)."""
@@ -573,16 +574,25 @@ def _firewall(plan, hosts, g):
            "haproxy_http_port": ("HAProxy, the site: anyone", None),
            "haproxy_https_port": ("HAProxy, the site over TLS: anyone", None),
            "haproxy_stats_port": ("HAProxy's stats page: the admin networks", _sources(admin))}
-    return {host: [{"port": port, "proto": "tcp", "service": who[name][0], "sources": who[name][1]}
-                   for name, port in h["ports"].items() if name in who]
-            for host, h in hosts.items()}
+    rules = {host: [{"port": port, "proto": "tcp", "service": who[name][0], "sources": who[name][1]}
+                    for name, port in h["ports"].items() if name in who]
+             for host, h in hosts.items()}
+    # The backup hosts pull copies over SSH from each database host (a read-only rrsync account).
+    stores = _sources([hosts[h]["address"] for h in g["backupservers"]])
+    for host, b in (backups or {}).items():
+        if b["enabled"] and stores:
+            rules[host].append({"port": b["copies"]["ssh_port"], "proto": "tcp", "sources": stores,
+                                "service": "SSH for the backup hosts' copies (read-only rsync)"})
+    return rules
 
 
-def _backups(plan, g):
+def _backups(plan, g, hosts=None):
     """Each database host's backup schedule and retention (role mysql_backup), checked against each
     other and against the binary log's retention (role mysql): {host: {enabled, dir, interval_hours,
     on_calendar (systemd's OnCalendar=), retention_days, keep_min, keep_max, alert_age_hours,
-    binlog: {enabled, basename, retention_hours}, window_hours}}, hours and days as numbers.
+    binlog: {enabled, basename, retention_hours}, window_hours, copies: {hosts (the backupservers
+    group, which pull copies), ssh_port (the database host's sshd), reader (the read-only account)}}},
+    hours and days as numbers.
     window_hours: how far back a point in time can be restored (the oldest kept backup's age at most,
     retention + interval). Appends to plan.errors, naming the host, the variables and the hours:
     an interval that does not divide a day, a retention shorter than the interval, binary logs that
@@ -630,7 +640,9 @@ def _backups(plan, g):
                 plan.errors.append(f"{host}: mysql_backup_start_time must be HH:MM (got {start!r})")
         hour, minute = (start.split(":") + ["0"])[:2] if ":" in start else ("0", "0")
         first = int(hour) % interval if hour.isdigit() and interval > 0 else 0
-        found[host] = {"enabled": enabled, "dir": var("mysql_backup_dir"), "interval_hours": interval,
+        copies = {"hosts": list(g["backupservers"]), "ssh_port": int(var("mysql_backup_copy_ssh_port")),
+                  "reader": var("__mysql_backup_reader")}
+        found[host] = {"enabled": enabled, "dir": var("mysql_backup_dir"), "interval_hours": interval, "copies": copies,
                        "on_calendar": (f"*-*-* {first:02d}:{minute}:00" if interval >= 24 else
                                        f"*-*-* {first:02d}/{interval}:{minute}:00"),
                        "retention_days": retention_days, "keep_min": keep_min, "keep_max": keep_max,
@@ -673,7 +685,9 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
                         max_statement_time (s)
       firewall:        _firewall(...): {host: [{port, proto, service, sources: [CIDR] or None (anyone)}]}
       backups:         _backups(...): {db host: {enabled, dir, interval_hours, on_calendar, retention_days, keep_min,
-                        keep_max, alert_age_hours, binlog: {enabled, basename, retention_hours}, window_hours}}
+                        keep_max, alert_age_hours, binlog: {enabled, basename, retention_hours}, window_hours,
+                        copies: {hosts, ssh_port, reader}}}
+      backup_copies:   {backup host: [{source (db host), address, ssh_port, reader, remote_dir, alert_age_hours}]}
 
     A tier whose group is empty has None (database, static) or no hosts, as a tier playbook's own
     scenario may have (a web tier of none counts 0; the playbooks that need a tier check it is there).
@@ -915,11 +929,16 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
             "backends": {name: plan.var(balancer_host, "haproxy", f"__haproxy_{name}_backend")
                          for name in ("app", "app_failopen", "static", "static_failopen")}})
 
-    # ---- backups of each database host (role mysql_backup)
+    # ---- backups of each database host (role mysql_backup), and the hosts that pull copies (role backup_server)
     backups = _backups(plan, g)
+    backup_copies = {store: [{"source": db, "address": hosts[db]["address"], "ssh_port": b["copies"]["ssh_port"],
+                              "reader": b["copies"]["reader"], "remote_dir": b["dir"],
+                              "alert_age_hours": b["alert_age_hours"]}
+                             for db, b in backups.items() if b["enabled"]]
+                     for store in g["backupservers"]}
 
     # ---- the firewall: who may open each port of each host (role firewall, playbooks/firewall.yml)
-    firewall = _firewall(plan, hosts, g)
+    firewall = _firewall(plan, hosts, g, backups)
 
     # ---- each host: its ports once, its roles within its memory
     for host, h in hosts.items():
@@ -941,6 +960,7 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
             "web_concurrency": concurrency, "web_total": web_total,
             "database": database, "cache": cache,
             "static": static, "balancer": balancer, "time_budget": time_budget, "firewall": firewall, "backups": backups,
+            "backup_copies": backup_copies,
             "floors": {"kernel_sem": database["sem_floor"] if database else None,
                        "nofile": {h: c["nofile_limit"] for h, c in cache_sizing_by_host.items()}}}
 

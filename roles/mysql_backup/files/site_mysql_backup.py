@@ -390,6 +390,90 @@ def prune(config):
     return [b["name"] for b in doomed]
 
 
+def share_with_group(path, group):
+    """Make a backup readable by group (root:group, directories 0750, files 0640): the read-only
+    account the backup hosts pull as is its only other member, with mysql."""
+    for root, _dirs, files in os.walk(path):
+        shutil.chown(root, "root", group)
+        os.chmod(root, 0o750)
+        for name in files:
+            full = os.path.join(root, name)
+            shutil.chown(full, "root", group)
+            os.chmod(full, 0o640)
+
+
+def sha256(path):
+    """The SHA-256 of a file, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ship_binlogs(config):
+    """Put the closed binary logs beside the backups (<backup_dir>/binlog/, with SHA256SUMS), for the
+    backup hosts to pull. The live log is rotated first (FLUSH BINARY LOGS) when it holds events
+    written since the last rotation here, so what a lost host can lose is what was written since
+    the last call (the check timer's interval). Logs MariaDB has purged are removed from here too.
+    Returns the names copied now. Raises BackupError when the server does not answer."""
+    target = os.path.join(config["backup_dir"], "binlog")
+    os.makedirs(target, exist_ok=True)
+    shutil.chown(target, "root", config["group"])
+    os.chmod(target, 0o750)
+    state_path = os.path.join(target, ".rotated-at")
+    now = sql(config, "SHOW MASTER STATUS")
+    if not now:
+        return []
+    current = f"{now[0][0]}:{now[0][1]}"
+    try:
+        with open(state_path, encoding="utf-8") as handle:
+            rotated_at = handle.read().strip()
+    except OSError:
+        rotated_at = ""
+    if current != rotated_at:
+        sql(config, "FLUSH BINARY LOGS")
+        now = sql(config, "SHOW MASTER STATUS")
+        with open(state_path, "w", encoding="utf-8") as handle:
+            handle.write(f"{now[0][0]}:{now[0][1]}\n")
+    with open(config["binlog_basename"] + ".index", encoding="utf-8") as handle:
+        live = [line.strip() for line in handle if line.strip()]
+    closed = live[:-1]
+    sums_path = os.path.join(target, SUMS)
+    sums = {}
+    if os.path.exists(sums_path):
+        with open(sums_path, encoding="utf-8") as handle:
+            sums = {line.split()[1]: line.split()[0] for line in handle if len(line.split()) == 2}
+    copied = []
+    for path in closed:
+        name = os.path.basename(path)
+        if name in sums and os.path.exists(os.path.join(target, name)):
+            continue
+        temporary = os.path.join(target, f".{name}.partial")
+        # copy2: the copy keeps the log's own time of last write, which the backup hosts report as the age.
+        shutil.copy2(path, temporary)
+        shutil.chown(temporary, "root", config["group"])
+        os.chmod(temporary, 0o640)
+        sums[name] = sha256(temporary)
+        os.replace(temporary, os.path.join(target, name))
+        copied.append(name)
+    names = {os.path.basename(p) for p in closed}
+    for name in list(sums):
+        if name not in names:
+            sums.pop(name)
+            if os.path.exists(os.path.join(target, name)):
+                os.unlink(os.path.join(target, name))
+    handle, temporary = tempfile.mkstemp(dir=target, prefix=".sums.")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.writelines(f"{digest}  {name}\n" for name, digest in sorted(sums.items()))
+    shutil.chown(temporary, "root", config["group"])
+    os.chmod(temporary, 0o640)
+    os.replace(temporary, sums_path)
+    if copied:
+        log(f"binary logs put beside the backups for the backup hosts: {', '.join(copied)}")
+    return copied
+
+
 def wait_for_debian_start(seconds=300):
     """Wait until Debian's /etc/mysql/debian-start is done: after every start of MariaDB it runs
     mariadb-upgrade and table checks in the background, writing to the Aria system tables. A backup
@@ -416,7 +500,7 @@ def take_backup(config, reason):
     wait_for_debian_start()
     # The check's throw-away mariadbd runs as mysql: it must traverse the directory (not read the backups).
     os.makedirs(config["backup_dir"], mode=0o750, exist_ok=True)
-    shutil.chown(config["backup_dir"], "root", "mysql")
+    shutil.chown(config["backup_dir"], "root", config["group"])
     os.chmod(config["backup_dir"], 0o750)
     for name in os.listdir(config["backup_dir"]):
         if name.startswith((".partial-", ".verify-")):
@@ -453,7 +537,7 @@ def take_backup(config, reason):
         json.dump(manifest, handle, indent=1)
     write_sums(partial)
     final = os.path.join(config["backup_dir"], stamp)
-    os.chmod(partial, 0o700)
+    share_with_group(partial, config["group"])
     os.rename(partial, final)
     latest = os.path.join(config["backup_dir"], "latest")
     temporary = latest + ".new"
@@ -462,6 +546,8 @@ def take_backup(config, reason):
     os.symlink(stamp, temporary)
     os.replace(temporary, latest)
     manifest["pruned"] = prune(config)
+    if config["ship_binlogs"]:
+        manifest["shipped_binlogs"] = ship_binlogs(config)
     write_metrics(config, status(config))
     log(f"backup {stamp} is good: {manifest['bytes'] // 2**20} MiB in {manifest['seconds']} s, binary log "
         f"{binlog['file'] + ':' + str(binlog['position']) if binlog else 'off'}")
@@ -722,6 +808,12 @@ def main(argv=None):
         elif args.command == "position":
             result = position(config)
         elif args.command == "check":
+            if config["ship_binlogs"] and config["binlog_enabled"]:
+                try:
+                    with Lock(config["lock_file"]):
+                        ship_binlogs(config)
+                except BackupError as error:
+                    log(f"the binary logs were not put beside the backups this time: {error}", warning=True)
             result = status(config)
             write_metrics(config, result)
             if result["stale"]:

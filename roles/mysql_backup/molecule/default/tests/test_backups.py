@@ -73,9 +73,12 @@ def test_the_first_run_took_a_good_backup(host):
     assert first["binlog"]["file"].startswith("mariadb-bin.")
     latest = host.file("/var/backups/mariadb/latest")
     assert latest.is_symlink and latest.linked_to.endswith(found[-1]["name"])
-    # Its checksums hold, and the backup is root's alone.
+    # Its checksums hold; root's, readable by the backup group only (the backup hosts' read-only account).
     assert host.run("cd /var/backups/mariadb/latest/ && sha256sum --quiet --strict -c SHA256SUMS").rc == 0
-    assert host.file(f"/var/backups/mariadb/{first['name']}").mode == 0o700
+    directory = host.file(f"/var/backups/mariadb/{first['name']}")
+    assert (directory.user, directory.group, directory.mode) == ("root", "mysql-backup", 0o750)
+    assert host.file(f"/var/backups/mariadb/{first['name']}/backup.json").mode == 0o640
+    assert "mysql-backup-reader" in host.check_output("getent group mysql-backup")
 
 
 def test_the_backups_follow_the_plans_schedule(host):
