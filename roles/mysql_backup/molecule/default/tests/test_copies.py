@@ -54,7 +54,8 @@ def test_new_writes_reach_the_backup_host_in_the_binary_log(host, db):
     """A write on the database, the check timer's run (rotates and puts the closed logs beside the
     backups), one pull: the log holding the write is on the backup host, checked, and the metrics
     say how old the newest copied write is."""
-    db.run_expect([0], "mariadb -e 'CREATE TABLE IF NOT EXISTS site.copy_probe (id INT); INSERT INTO site.copy_probe VALUES (42)'")
+    db.run_expect([0], "mariadb -e 'CREATE TABLE IF NOT EXISTS site.copy_probe (id INT); "
+                       "INSERT INTO site.copy_probe VALUES (42)'")
     db.run_expect([0], "/usr/local/sbin/site-mysql-backup check")
     shipped = db.check_output("ls /var/backups/mariadb/binlog | grep -v SHA256SUMS").split()
     host.run_expect([0], PULL)
