@@ -127,7 +127,8 @@ def test_a_backups_logs_are_found_in_the_timeline_that_holds_them(tmp_path):
     timeline(tmp_path, 6, 7)
     config = {"binlog_basename": str(tmp_path / "mariadb-bin")}
     assert [where for where, _logs in backup.timelines(config)] == [
-        str(tmp_path), str(tmp_path / "before-restore-20261202T000000Z"), str(tmp_path / "before-restore-20261201T000000Z")]
+        str(tmp_path), str(tmp_path / "before-restore-20261202T000000Z"),
+        str(tmp_path / "before-restore-20261201T000000Z")]
     where, logs = backup.logs_for(config, "mariadb-bin.000002")
     assert where.endswith("20261201T000000Z") and [Path(p).name for p in logs] == ["mariadb-bin.000002",
                                                                                    "mariadb-bin.000003"]
