@@ -37,3 +37,23 @@ def test_no_web_hosts_is_refused(tmp_path, playbook, verb, extra):
     assert "webservers group has no hosts" in out and f"nothing to {verb}" in out, out
     # The refusal is the first play: the plan never ran.
     assert "Plan the site" not in out, out
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ([], "The dbservers group of the inventory has no hosts: nothing to restore"),
+    (["-e", "restore_host=db9"], "restore_host db9 is not in the dbservers group of the inventory (empty): "
+                                 "nothing to restore"),
+    (["-e", "restore_host=lb"], "restore_host lb is not in the dbservers group of the inventory (empty)"),
+])
+def test_a_restore_without_its_database_host_is_refused(tmp_path, extra, message):
+    """restore.yml with no database host, or a restore_host that is not one, refuses before any host
+    changes instead of matching nothing and ending "ok"."""
+    (tmp_path / "hosts.yml").write_text(INVENTORY)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    done = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
+                           str(ROOT / "playbooks" / "restore.yml"), *extra], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out
+    assert message in " ".join(out.split()), out
+    assert "Restore the database" not in out, out
