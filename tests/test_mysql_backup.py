@@ -56,12 +56,28 @@ def test_the_backup_to_restore():
 
 @pytest.mark.parametrize(("name", "target", "message"), [
     ("b9", None, "no good backup named b9; there are: b0, b1"),
-    ("b1", NOW - 2.5 * DAY, "backup b1 finished at 2 days ago, after the point in time asked"),
-    ("latest", NOW - 5 * DAY, "no backup finished before the point in time asked; the oldest finished at 3 days ago"),
+    ("b1", NOW - 2.5 * DAY, r"backup b1 \(finished at 2 days ago\) is after the point in time asked"),
+    ("latest", NOW - 5 * DAY, "no backup was taken before the point in time asked; the oldest finished at 3 days ago"),
 ])
 def test_a_backup_that_cannot_serve_is_named(name, target, message):
     with pytest.raises(backup.BackupError, match=message):
         backup.choose_backup(made(3, 2), name, target)
+
+
+def test_a_position_picks_the_newest_backup_taken_before_it():
+    """deploy.yml prints a position, not a backup: a backup taken after it in the same log (the
+    nightly one, another deploy's) must not be the start, or the replay would start past the stop."""
+    found = made(3, 2, 1)
+    for one, (log, position) in zip(found, [(7, 900), (9, 120), (9, 5000)], strict=True):
+        one["binlog"] = {"file": f"mariadb-bin.{log:06d}", "position": position, "gtid": ""}
+    assert backup.choose_backup(found, "latest", target_position=(9, 4000))["name"] == "b1"
+    assert backup.choose_backup(found, "latest", target_position=(12, 4))["name"] == "b2"
+    assert backup.choose_backup(found, "latest", target_position=(9, 120))["name"] == "b1"
+    with pytest.raises(backup.BackupError, match=r"backup b2 \(finished at 1 days ago\) is after the position asked"):
+        backup.choose_backup(found, "b2", target_position=(9, 4000))
+    with pytest.raises(backup.BackupError, match="no backup was taken before the position asked"):
+        backup.choose_backup(found, "latest", target_position=(6, 4))
+    assert backup.log_number("mariadb-bin.000042") == 42
 
 
 def test_no_backup_at_all():

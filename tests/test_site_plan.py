@@ -349,7 +349,7 @@ def test_backups_follow_the_schedule_and_the_binary_log():
     reaches back to the oldest kept backup: 7 d + 24 h); a point in time up to 8 days back restores."""
     b = plan()["backups"]["db"]
     assert b["on_calendar"] == "*-*-* 03:15:00"
-    assert (b["interval_hours"], b["retention_days"], b["window_hours"]) == (24, 7, 192)
+    assert (b["interval_hours"], b["retention_days"], b["window_hours"], b["restorable_hours"]) == (24, 7, 192, 144)
     assert b["binlog"] == {"enabled": True, "basename": "/var/log/mysql/mariadb-bin", "retention_hours": 192}
     assert b["alert_age_hours"] == 26
     four = plan(lab(db={"mysql_backup_interval_hours": 4, "mysql_backup_start_time": "01:30",
@@ -367,6 +367,8 @@ def test_backups_follow_the_schedule_and_the_binary_log():
      "(mysql_backup_retention_days 14 d + mysql_backup_interval_hours 24 h = 360 h): raise it to 360"),
     ({"mysql_backup_keep_min": 5, "mysql_backup_keep_max": 3}, "db: mysql_backup_keep_min 5 must be at least 1"),
     ({"mysql_backup_alert_age_hours": 12}, "db: mysql_backup_alert_age_hours 12 is below the backup interval"),
+    ({"mysql_backup_interval_hours": 1, "mysql_binlog_retention_hours": 200},
+     "db: mysql_backup_keep_max 30 would prune backups the retention keeps: 7 d every 1 h is 169 backups"),
     ({"mysql_backup_start_time": "3am"}, "db: mysql_backup_start_time must be HH:MM (got '3am')"),
     ({"mysql_backup_retention_days": "a week"}, "db: the backup settings must be numbers"),
 ])
@@ -378,7 +380,8 @@ def test_a_backup_schedule_that_cannot_keep_its_promise_is_refused(db, message):
 def test_backups_off_or_without_binary_log_check_less():
     """With backups off nothing is checked; with the binary log off, its retention is not either."""
     assert plan(lab(db={"mysql_backup_enabled": False, "mysql_backup_interval_hours": 5}))["backups"]["db"]["enabled"] is False
-    off = plan(lab(db={"mysql_binlog_enabled": False, "mysql_backup_retention_days": 30}))["backups"]["db"]
+    off = plan(lab(db={"mysql_binlog_enabled": False, "mysql_backup_retention_days": 30,
+                       "mysql_backup_keep_max": 40}))["backups"]["db"]
     assert off["binlog"]["enabled"] is False
 
 
@@ -392,6 +395,6 @@ def test_backup_hosts_pull_copies_over_ssh_from_the_database_hosts_only():
     assert [r["sources"] for r in ssh] == [["172.30.0.20/32"]]
     assert p["backup_copies"]["store"] == [{"source": "db", "address": "172.30.0.13", "ssh_port": 22,
                                             "reader": "mysql-backup-reader", "remote_dir": "/var/backups/mariadb",
-                                            "alert_age_hours": 26}]
+                                            "alert_age_hours": 26, "retention_days": 7}]
     assert p["firewall"]["store"] == []
     assert not [r for r in plan()["firewall"]["db"] if r["port"] == 22]

@@ -593,11 +593,12 @@ def _backups(plan, g, hosts=None):
     binlog: {enabled, basename, retention_hours}, window_hours, copies: {hosts (the backupservers
     group, which pull copies), ssh_port (the database host's sshd), reader (the read-only account)}}},
     hours and days as numbers.
-    window_hours: how far back a point in time can be restored (the oldest kept backup's age at most,
-    retention + interval). Appends to plan.errors, naming the host, the variables and the hours:
+    window_hours: how far back the binary logs must reach (the oldest kept backup's age at most,
+    retention + interval); restorable_hours: how far back a point in time is sure to restore
+    (retention - interval). Appends to plan.errors, naming the host, the variables and the hours:
     an interval that does not divide a day, a retention shorter than the interval, binary logs that
-    do not reach back to the oldest kept backup, keep counts out of order, an alert age below the
-    interval, a start time that is not HH:MM."""
+    do not reach back to the oldest kept backup, keep counts out of order or a keep_max below the backups the retention holds, an alert age
+    below the interval, a start time that is not HH:MM."""
     found = {}
     for host in g["dbservers"]:
         def var(name, role="mysql_backup", host=host):
@@ -633,6 +634,13 @@ def _backups(plan, g, hosts=None):
             if not 1 <= keep_min <= keep_max:
                 plan.errors.append(f"{host}: mysql_backup_keep_min {keep_min} must be at least 1 and at most "
                                    f"mysql_backup_keep_max {keep_max}")
+            # The retention holds retention / interval scheduled backups, + 1 for the one about to be pruned;
+            # deploy.yml's backups count too, so keep_max must leave room above that.
+            scheduled = math.ceil(retention_days * 24 / interval) + 1 if interval > 0 else 0
+            if keep_max < scheduled:
+                plan.errors.append(f"{host}: mysql_backup_keep_max {keep_max} would prune backups the retention keeps: "
+                                   f"{retention_days:g} d every {interval} h is {scheduled} backups; raise it to "
+                                   f"{scheduled} or more (deploys add theirs)")
             if alert < interval:
                 plan.errors.append(f"{host}: mysql_backup_alert_age_hours {alert:g} is below the backup interval "
                                    f"mysql_backup_interval_hours {interval} h: every backup would raise the alert")
@@ -643,6 +651,9 @@ def _backups(plan, g, hosts=None):
         copies = {"hosts": list(g["backupservers"]), "ssh_port": int(var("mysql_backup_copy_ssh_port")),
                   "reader": var("__mysql_backup_reader")}
         found[host] = {"enabled": enabled, "dir": var("mysql_backup_dir"), "interval_hours": interval, "copies": copies,
+                       # How far back a point in time is sure to restore: just after a prune, the oldest
+                       # backup kept can be one interval younger than the retention.
+                       "restorable_hours": max(retention_days * 24 - interval, 0),
                        "on_calendar": (f"*-*-* {first:02d}:{minute}:00" if interval >= 24 else
                                        f"*-*-* {first:02d}/{interval}:{minute}:00"),
                        "retention_days": retention_days, "keep_min": keep_min, "keep_max": keep_max,
@@ -687,7 +698,8 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
       backups:         _backups(...): {db host: {enabled, dir, interval_hours, on_calendar, retention_days, keep_min,
                         keep_max, alert_age_hours, binlog: {enabled, basename, retention_hours}, window_hours,
                         copies: {hosts, ssh_port, reader}}}
-      backup_copies:   {backup host: [{source (db host), address, ssh_port, reader, remote_dir, alert_age_hours}]}
+      backup_copies:   {backup host: [{source (db host), address, ssh_port, reader, remote_dir, alert_age_hours,
+                        retention_days}]}
 
     A tier whose group is empty has None (database, static) or no hosts, as a tier playbook's own
     scenario may have (a web tier of none counts 0; the playbooks that need a tier check it is there).
@@ -933,7 +945,7 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     backups = _backups(plan, g)
     backup_copies = {store: [{"source": db, "address": hosts[db]["address"], "ssh_port": b["copies"]["ssh_port"],
                               "reader": b["copies"]["reader"], "remote_dir": b["dir"],
-                              "alert_age_hours": b["alert_age_hours"]}
+                              "alert_age_hours": b["alert_age_hours"], "retention_days": b["retention_days"]}
                              for db, b in backups.items() if b["enabled"]]
                      for store in g["backupservers"]}
 

@@ -34,7 +34,9 @@ STAMP_PATTERN = re.compile(r"^\d{8}T\d{6}Z$")
 CHECKED = ".copy-checked"
 SUMS = "SHA256SUMS"
 # What rsync leaves alone on the database host: work in progress of site-mysql-backup.
-EXCLUDES = [".partial-*", ".verify-*", ".sums.*", ".*.partial", ".rotated-at"]
+EXCLUDES = [".partial-*", ".verify-*", ".sums.*", ".shipped.*", ".*.partial", ".rotated-at"]
+# The database host's last whole shipment of its closed binary logs (role mysql_backup), Unix s.
+SHIPPED = "SHIPPED_AT"
 
 
 def log(message, warning=False):
@@ -75,7 +77,9 @@ def pull(config, source, destination):
     """rsync the source's backup directory into destination. Returns None, or the error (str)."""
     ssh = (f"ssh -i {config['key']} -p {source['ssh_port']} -o BatchMode=yes -o IdentitiesOnly=yes "
            f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={config['known_hosts']} -o ConnectTimeout=20")
-    argv = ["rsync", "-rlt", "--partial", "--safe-links", "-e", ssh]
+    # An interrupted transfer waits in .rsync-partial/, never under the file's own name, so a file that
+    # has its name here is whole (and is still checked against its checksum).
+    argv = ["rsync", "-rlt", "--partial-dir=.rsync-partial", "--safe-links", "-e", ssh]
     argv += [f"--exclude={pattern}" for pattern in EXCLUDES]
     argv += [f"{source['reader']}@{source['address']}:./", destination + "/"]
     result = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
@@ -108,6 +112,8 @@ def check_copies(destination):
     sums = read_sums(os.path.join(binlogs, SUMS))
     checked_path = os.path.join(binlogs, CHECKED)
     checked = read_sums(checked_path)
+    # A log pruned here and fetched again is checked again.
+    checked = {name: digest for name, digest in checked.items() if os.path.exists(os.path.join(binlogs, name))}
     for name, digest in sums.items():
         if checked.get(name) == digest:
             continue
@@ -152,7 +158,7 @@ def prune(config, destination, now):
     binlogs = os.path.join(destination, "binlog")
     for name in sorted(os.listdir(binlogs)) if os.path.isdir(binlogs) else []:
         path = os.path.join(binlogs, name)
-        if not name.startswith(".") and name != SUMS and os.path.getmtime(path) < limit:
+        if not name.startswith(".") and name not in (SUMS, SHIPPED) and os.path.getmtime(path) < limit:
             os.unlink(path)
             deleted.append(f"binlog/{name}")
     return deleted
@@ -163,10 +169,11 @@ def source_status(config, source, destination, now, pull_error=None, damaged=())
     backups = copies(destination)
     newest = backups[-1] if backups else None
     age = int(now - newest["finished_epoch"]) if newest else -1
-    binlogs = os.path.join(destination, "binlog")
-    times = [os.path.getmtime(os.path.join(binlogs, n)) for n in (os.listdir(binlogs) if os.path.isdir(binlogs) else [])
-             if not n.startswith(".") and n != SUMS]
-    binlog_age = int(now - max(times)) if times else -1
+    try:
+        with open(os.path.join(destination, "binlog", SHIPPED), encoding="utf-8") as handle:
+            binlog_age = int(now - int(handle.read().strip()))
+    except (OSError, ValueError):
+        binlog_age = -1
     problems = []
     if pull_error:
         problems.append(f"pull failed: {pull_error}")
@@ -176,7 +183,7 @@ def source_status(config, source, destination, now, pull_error=None, damaged=())
         problems.append(f"newest backup copy {'missing' if newest is None else f'{age} s old'}, window "
                         f"{int(source['alert_age_hours'] * 3600)} s")
     if config["binlog_alert_age_hours"] and (binlog_age < 0 or binlog_age > config["binlog_alert_age_hours"] * 3600):
-        problems.append(f"newest binary log copy {'missing' if binlog_age < 0 else f'{binlog_age} s old'}, window "
+        problems.append(f"last binary log shipment {'missing' if binlog_age < 0 else f'{binlog_age} s old'}, window "
                         f"{int(config['binlog_alert_age_hours'] * 3600)} s")
     return {"source": source["source"], "newest": newest["name"] if newest else None, "count": len(backups),
             "age_seconds": age, "binlog_age_seconds": binlog_age, "damaged": len(damaged), "problems": problems}
@@ -187,7 +194,8 @@ def write_metrics(config, statuses):
     metrics = [
         ("site_backup_copy_age_seconds", "Age of the newest checked backup copy of the database host (-1: none).",
          "age_seconds"),
-        ("site_backup_copy_binlog_age_seconds", "Age of the newest binary log write copied here (-1: none).",
+        ("site_backup_copy_binlog_age_seconds", "Age of the database host's last whole binary log shipment copied "
+         "here (-1: none).",
          "binlog_age_seconds"),
         ("site_backup_copy_count", "Checked backup copies of the database host kept here.", "count"),
         ("site_backup_copy_damaged", "Copies that failed their checksums in the last pull.", "damaged"),
@@ -240,7 +248,7 @@ def main(argv=None):
                                env=dict(os.environ, SOURCE=source["source"], REASON=problem))
         if not found["problems"]:
             log(f"{source['source']}: {found['count']} backup copies, the newest {found['age_seconds']} s old, "
-                f"the newest binary log write {found['binlog_age_seconds']} s old")
+                f"the last binary log shipment {found['binlog_age_seconds']} s old")
     write_metrics(config, statuses)
     json.dump({"sources": statuses}, sys.stdout)
     print()

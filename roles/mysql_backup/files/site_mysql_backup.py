@@ -49,6 +49,8 @@ SUMS = "SHA256SUMS"
 # second before: MariaDB's "mariadb-backup Overview", "Files Created by mariadb-backup").
 BINLOG_INFO_FILES = ("mariadb_backup_binlog_info", "xtrabackup_binlog_info")
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
+# In <backup_dir>/binlog/: the time (Unix s) of the last whole shipment of the closed binary logs.
+SHIPPED = "SHIPPED_AT"
 
 
 class BackupError(Exception):
@@ -120,28 +122,51 @@ def plan_prune(backups, now, retention_days, keep_min, keep_max):
     return doomed
 
 
-def choose_backup(backups, name, target_epoch=None):
-    """The backup to restore: the one named, or with name "latest" the newest one, or the newest one
-    finished before target_epoch when a point in time is asked. Raises BackupError otherwise."""
+def log_number(log_name):
+    """The number of a binary log file name ("mariadb-bin.000042" gives 42). Numbers grow along a
+    timeline and go on across timelines (each restore begins after every log it has seen)."""
+    found = re.search(r"\.(\d+)$", log_name)
+    if not found:
+        raise BackupError(f"{log_name!r} is not a binary log file name")
+    return int(found.group(1))
+
+
+def _stops_at(backup):
+    """(log number, position) where a backup stops, or None (taken with the binary log off)."""
+    binlog = backup.get("binlog")
+    return (log_number(binlog["file"]), binlog["position"]) if binlog else None
+
+
+def choose_backup(backups, name, target_epoch=None, target_position=None):
+    """The backup to restore: the one named, or with name "latest" the newest one; when a point in
+    time (target_epoch, s) or a binary log position (target_position: (log number, position)) is
+    asked, the newest one taken before it. Raises BackupError when none fits or the one named is
+    after the target."""
     ordered = sorted(backups, key=lambda b: b["finished_epoch"])
     if not ordered:
         raise BackupError("there is no good backup on this host")
+
+    def before(backup):
+        if target_epoch is not None:
+            return backup["finished_epoch"] <= target_epoch
+        if target_position is not None:
+            return _stops_at(backup) is not None and _stops_at(backup) <= target_position
+        return True
+
+    what = "point in time" if target_epoch is not None else "position"
     if name != "latest":
         chosen = [b for b in ordered if b["name"] == name]
         if not chosen:
             raise BackupError(f"no good backup named {name}; there are: {', '.join(b['name'] for b in ordered)}")
-        backup = chosen[0]
-        if target_epoch is not None and backup["finished_epoch"] > target_epoch:
-            raise BackupError(f"backup {name} finished at {backup['finished']}, after the point in time asked: "
+        if not before(chosen[0]):
+            raise BackupError(f"backup {name} (finished at {chosen[0]['finished']}) is after the {what} asked: "
                               "name an earlier backup, or use latest")
-        return backup
-    if target_epoch is None:
-        return ordered[-1]
-    before = [b for b in ordered if b["finished_epoch"] <= target_epoch]
-    if not before:
-        raise BackupError(f"no backup finished before the point in time asked; the oldest finished at "
+        return chosen[0]
+    fitting = [b for b in ordered if before(b)]
+    if not fitting:
+        raise BackupError(f"no backup was taken before the {what} asked; the oldest finished at "
                           f"{ordered[0]['finished']}")
-    return before[-1]
+    return fitting[-1]
 
 
 def binlogs_from(index_lines, first_file):
@@ -469,6 +494,14 @@ def ship_binlogs(config):
     shutil.chown(temporary, "root", config["group"])
     os.chmod(temporary, 0o640)
     os.replace(temporary, sums_path)
+    # When this shipment was whole (every closed log beside the backups): the backup hosts report its
+    # age, which stays small on an idle site too (no write, no new log, nothing lost).
+    handle, temporary = tempfile.mkstemp(dir=target, prefix=".shipped.")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(f"{int(time.time())}\n")
+    shutil.chown(temporary, "root", config["group"])
+    os.chmod(temporary, 0o640)
+    os.replace(temporary, os.path.join(target, SHIPPED))
     if copied:
         log(f"binary logs put beside the backups for the backup hosts: {', '.join(copied)}")
     return copied
@@ -609,11 +642,18 @@ def replay(config, files, start_position, stop_datetime=None, stop_position=None
                         end = int(found.group(1))
                     client.stdin.write(line)
             except BrokenPipeError:
-                pass
+                # The client stopped (an error in a statement): stop the reader too, or it would block
+                # on a pipe nobody reads.
+                reader.kill()
             finally:
-                client.stdin.close()
-            for program, process, errors in (("mariadb-binlog", reader, reader_errors),
-                                              ("mariadb", client, client_errors)):
+                try:
+                    client.stdin.close()
+                except BrokenPipeError:
+                    pass
+                reader.stdout.close()
+            # The client first: its error is the cause when both failed.
+            for program, process, errors in (("mariadb", client, client_errors),
+                                              ("mariadb-binlog", reader, reader_errors)):
                 if process.wait() != 0:
                     errors.seek(0)
                     tail = " | ".join(errors.read().decode(errors="replace").strip().splitlines()[-4:])
@@ -711,7 +751,8 @@ def restore(config, name, to):
     began = time.monotonic()
     position_match = POSITION_PATTERN.match(to)
     target_epoch = parse_target(to) if to not in ("end", "backup") and not position_match else None
-    backup = choose_backup(good_backups(config), name, target_epoch)
+    target_position = (log_number(position_match.group(1)), int(position_match.group(2))) if position_match else None
+    backup = choose_backup(good_backups(config), name, target_epoch, target_position)
     check_sums(backup["path"])
     replaying = to != "backup"
     if replaying and not (config["binlog_enabled"] and backup.get("binlog")):
@@ -723,23 +764,25 @@ def restore(config, name, to):
         source, files = logs_for(config, backup["binlog"]["file"])
         if position_match:
             files = logs_up_to(files, position_match.group(1))
+    datadir = config["datadir"].rstrip("/")
+    if os.path.ismount(datadir):
+        raise BackupError(f"{datadir} is a mount point: the restore moves the data directory aside whole and cannot; "
+                          "restore into a data directory that is a folder of its filesystem (docs/backups.md)")
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime(STAMP_FORMAT)
     highest = highest_log_number(config)
     run(["systemctl", "stop", config["service"]])
-    binlog_aside = set_binlogs_aside(config, stamp) if config["binlog_enabled"] else None
-    if source == os.path.dirname(config["binlog_basename"]) and binlog_aside:
-        source = binlog_aside
-        files = [os.path.join(binlog_aside, os.path.basename(f)) for f in files]
-    datadir = config["datadir"].rstrip("/")
-    aside = None
-    if os.path.isdir(datadir) and os.listdir(datadir):
-        aside = f"{datadir}.before-restore-{stamp}"
-        os.rename(datadir, aside)
-        log(f"the data directory was moved aside to {aside}")
-    elif os.path.isdir(datadir):
-        os.rmdir(datadir)
-    stopped = None
+    binlog_aside, aside, stopped = None, None, None
     try:
+        binlog_aside = set_binlogs_aside(config, stamp) if config["binlog_enabled"] else None
+        if source == os.path.dirname(config["binlog_basename"]) and binlog_aside:
+            source = binlog_aside
+            files = [os.path.join(binlog_aside, os.path.basename(f)) for f in files]
+        if os.path.isdir(datadir) and os.listdir(datadir):
+            aside = f"{datadir}.before-restore-{stamp}"
+            os.rename(datadir, aside)
+            log(f"the data directory was moved aside to {aside}")
+        elif os.path.isdir(datadir):
+            os.rmdir(datadir)
         run(["mariadb-backup", "--copy-back", f"--target-dir={backup['path']}", f"--datadir={datadir}"])
         run(["chown", "-R", "mysql:mysql", datadir])
         os.chmod(datadir, 0o755)
@@ -752,15 +795,19 @@ def restore(config, name, to):
             sql(config, f"RESET MASTER TO {highest + 1}")
         if files:
             stopped = replay(config, files, backup["binlog"]["position"], to if target_epoch is not None else None,
-                             int(position_match.group(2)) if position_match else None)
+                             target_position[1] if target_position else None)
         run(["systemctl", "stop", config["service"]])
         start_service(config)
-    except BackupError as error:
+    except (BackupError, OSError) as error:
         subprocess.run(["systemctl", "stop", config["service"]], check=False)  # noqa: S603
-        raise BackupError(f"{error}. MariaDB is stopped on a half-restored data directory; the one before is "
-                          f"{aside or '(there was none)'}; the binary logs are in {source or binlog_aside or 'none'}. "
-                          "Run the same restore again once the cause is fixed (it finds the logs there), or move "
-                          f"{aside or 'the old data directory'} back to {datadir} and start MariaDB") from error
+        live_dir = os.path.dirname(config["binlog_basename"])
+        raise BackupError(
+            f"{error}. MariaDB is stopped: a half-restored database serves nobody. The data directory before this "
+            f"attempt is {aside or '(there was none)'} (after several attempts, the data as it was is the oldest "
+            f"{datadir}.before-restore-*); the binary logs are in {binlog_aside or source or 'none'}. Either run the "
+            f"same restore again once the cause is fixed (it finds the logs there), or put things back: move "
+            f"{aside or 'that directory'} to {datadir}, move the logs and their .index from "
+            f"{binlog_aside or 'there'} back to {live_dir}, and start MariaDB") from error
     # The restore began a new binary log timeline: a backup of its own lets the next point-in-time
     # restore start from it.
     try:
@@ -835,8 +882,10 @@ def main(argv=None):
                     if fresh and config["binlog_enabled"]:
                         result = {"kind": "position", "backup": backups[-1]["name"], "position": position(config)}
                     else:
+                        # With the binary log off, the backup is the only way back (no position).
                         manifest = take_backup(config, args.reason)
-                        result = {"kind": "backup", "backup": manifest["name"], "position": position(config)}
+                        result = {"kind": "backup", "backup": manifest["name"],
+                                  "position": position(config) if config["binlog_enabled"] else None}
                 else:
                     result = restore(config, args.backup, args.to)
     except BackupError as error:
