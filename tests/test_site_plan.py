@@ -102,6 +102,12 @@ def test_inventory_values_win_over_role_defaults():
     assert p["cache"]["sizing"]["cache"]["memory_mb"] == 64
 
 
+def test_the_web_tier_reads_the_database_ca_where_the_mysql_role_writes_it():
+    p = plan(lab())
+    assert p["database"]["tls"] == {"enabled": True, "ca_file": "/etc/mysql/tls/ca.pem"}
+    assert plan(lab(db={"mysql_tls_enabled": False}))["database"]["tls"]["enabled"] is False
+
+
 def test_site_private_address_is_the_one_address_rule():
     p = plan(lab(web1={"site_private_address": "10.0.0.5"}))
     assert p["hosts"]["web1"]["address"] == "10.0.0.5"

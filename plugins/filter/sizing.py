@@ -683,6 +683,7 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
       web_total:       {hosts, concurrency, largest_host, concurrency_n_minus_1, peak_concurrency,
                         holds_peak, holds_peak_n_minus_1 (None without a peak)}
       database:        {host, address, port, socket, database, app_user, migrate_user, max_connections,
+                        tls: {enabled, ca_file (the CA certificate's path on the database host)},
                         wait_timeout (s), conn_max_age (s), sem_floor, client_addresses,
                         sizing: {host: database_sizing(...) + address, port}}, or None
       cache:           {servers: ["address:port"], sizing: {host: cache_sizing(...) + address, port}}
@@ -869,6 +870,10 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
                 "app_user": plan.var(primary, "mysql", "mysql_app_user"),
                 "migrate_user": plan.var(primary, "mysql", "mysql_migrate_user"),
                 "socket": plan.var(primary, "mysql", "__mysql_socket"),
+                # The app's connections over TLS: the web hosts copy the CA's certificate from this
+                # file on the database host (playbooks/tasks/check-web-tier-plan.yml).
+                "tls": {"enabled": _truthy(plan.var(primary, "mysql", "mysql_tls_enabled")),
+                        "ca_file": plan.var(primary, "mysql", "__mysql_tls_ca_file")},
                 "client_addresses": [web[h]["address"] for h in g["webservers"]], "sizing": db_sizing}
 
     time_budget = _time_budget(plan, web, primary)

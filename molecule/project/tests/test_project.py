@@ -112,6 +112,17 @@ def test_css_comes_from_nginx_not_python(host):
 
 
 @pytest.mark.parametrize("web", WEB)
+def test_the_projects_database_connections_use_tls(webs, web):
+    """The project's own settings (dj-database-url) turn DATABASE_URL's ssl-ca into the driver's TLS
+    options: its connections to MariaDB are encrypted and check the server against the database's CA."""
+    code = ("from django.db import connection as c; cur = c.cursor(); "
+            "cur.execute(\"SHOW SESSION STATUS LIKE 'Ssl_version'\"); "
+            "print(cur.fetchone()[1], c.settings_dict['OPTIONS'].get('ssl'))")
+    out = webs[web].check_output("runuser -u notes -- /usr/local/bin/notes-manage shell -c %s", code).splitlines()[-1]
+    assert re.fullmatch(r"TLSv1\.[23] \{'ca': '/srv/notes/shared/database-ca\.pem'\}", out), out
+
+
+@pytest.mark.parametrize("web", WEB)
 def test_the_project_reads_its_settings_from_the_environment(webs, web):
     h = webs[web]
     dump = ("from django.conf import settings as s; import json; d = s.DATABASES['default']; "

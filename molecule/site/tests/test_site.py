@@ -162,6 +162,24 @@ def test_each_tier_bounds_a_slow_request_inside_the_next(host):
     assert re.search(r"^\s*timeout server 60s$", host.file("/etc/haproxy/haproxy.cfg").content_string, re.M)
 
 
+@pytest.mark.parametrize("web", WEB)
+def test_the_apps_database_connections_use_tls_checked_against_the_database_ca(web):
+    """Every web host has the database host's CA; the app's connection (the running release's settings,
+    through DATABASE_URL's ssl-ca) is encrypted; the app's accounts REQUIRE SSL."""
+    db, h = other_host(DB), other_host(web)
+    ca = db.file("/etc/mysql/tls/ca.pem").content_string
+    assert h.file("/srv/scoreboard/shared/database-ca.pem").content_string == ca
+    code = ("from django.db import connection as c; cur = c.cursor(); "
+            "cur.execute(\"SHOW SESSION STATUS LIKE 'Ssl_version'\"); "
+            "print(cur.fetchone()[1], c.settings_dict['OPTIONS'].get('ssl'))")
+    out = h.check_output("runuser -u scoreboard -- scoreboard-manage shell -c %s", code).splitlines()[-1]
+    assert re.fullmatch(r"TLSv1\.[23] \{'ca': '/srv/scoreboard/shared/database-ca\.pem'\}", out), out
+    accounts = db.check_output("mariadb -N -B -e \"SELECT CONCAT(\"'\", User, \"'@'\", Host, \"'\") FROM mysql.user "
+                               "WHERE User LIKE 'site%'\"").split()
+    assert accounts and all("REQUIRE SSL" in db.check_output("mariadb -N -B -e %s", f"SHOW CREATE USER {a}")
+                            for a in accounts)
+
+
 @pytest.mark.parametrize("tier", ["dbservers", "cacheservers", "webservers", "loadbalancers"])
 def test_tier_playbook_alone_needs_no_fact_cache_and_changes_nothing(host, tier):
     """Each tier that sizes itself from another tier computes what it needs in its own run."""

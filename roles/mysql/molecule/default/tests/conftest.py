@@ -61,3 +61,25 @@ def web_vars(db):
     """Each web host's apache sizing inputs as the inventory gives them."""
     names = db.ansible("debug", "var=groups['webservers']")["groups['webservers']"]
     return {name: inventory_vars(db, name, "apache") for name in names}
+
+
+# Where the tests put the database's CA certificate on the client hosts (fixture client_ca).
+CLIENT_CA = "/var/tmp/test-mariadb-ca.pem"
+# How the client connects: over TLS checking the server against the database's CA (as the app does),
+# or in clear text.
+TLS = {"verify": f"--ssl --ssl-ca={CLIENT_CA} --ssl-verify-server-cert", "off": "--skip-ssl"}
+
+
+def login(client, address, user, password, query="SELECT 1", tls="verify"):
+    """Run a query as `user` from another host over TCP; tls: a key of TLS, or mariadb's own options."""
+    return client.run(f"MYSQL_PWD=%s mariadb {TLS.get(tls, tls)} -h %s -u %s -N -B -e %s",
+                      password, address, user, query)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def client_ca(db, get_host):
+    """The database's CA certificate on every client host, as the web tier's playbooks copy it."""
+    ca = db.file("/etc/mysql/tls/ca.pem").content_string
+    for name in ("mysql-web1", "mysql-web2", "mysql-outsider"):
+        get_host(name).check_output("printf '%%s\\n' %s > %s", ca.strip(), CLIENT_CA)
+    return ca

@@ -7,6 +7,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[5] / "molecule" / "resources" / "tests"))
 from scenario import container_limits  # noqa: E402
+from conftest import TLS, login  # noqa: E402
 
 testinfra_hosts = ["ansible://mysql-db"]
 
@@ -17,10 +18,6 @@ _, MEMORY_MB = container_limits("mysql-db", pathlib.Path(__file__).parents[1])
 def sql(host, query, *args):
     """Run a query as root over the unix socket; tab-separated rows."""
     return host.check_output("mariadb -N -B -e %s", query % args if args else query)
-
-
-def login(client, address, user, password, query="SELECT 1"):
-    return client.run("MYSQL_PWD=%s mariadb -h %s -u %s -N -B -e %s", password, address, user, query)
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +131,7 @@ def test_load_data_local_infile_is_refused(host, get_host, address, db_vars):
             f"LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE {database}.test_infile")
     web1 = get_host("mysql-web1")
     try:
-        out = web1.run("MYSQL_PWD=%s mariadb --local-infile=1 -h %s -u %s -N -B -e %s",
+        out = web1.run(f"MYSQL_PWD=%s mariadb {TLS['verify']} --local-infile=1 -h %s -u %s -N -B -e %s",
                        db_vars["mysql_migrate_password"], address, db_vars["mysql_migrate_user"], load)
         assert out.rc != 0 and "not allowed" in out.stderr, out.stderr
     finally:
@@ -175,3 +172,53 @@ def test_kernel_sem_floor_raises_fields_and_never_lowers(host, expected_max_conn
 def test_config_files_start_with_the_managed_header(host, db_vars):
     for path in (db_vars["mysql_config_file"], db_vars["mysql_dynamic_config_file"]):
         assert "Ansible managed" in host.file(path).content_string.splitlines()[1]
+
+
+# ---- TLS for the app's connections (mysql_tls_*) ------------------------------------------------------
+
+def test_the_app_users_connect_over_tls_checking_the_server(get_host, address, db_vars):
+    """Both accounts connect with the CA and the server's name checked, and the session is encrypted."""
+    web1 = get_host("mysql-web1")
+    for user, password in ((db_vars["mysql_app_user"], db_vars["mysql_app_password"]),
+                           (db_vars["mysql_migrate_user"], db_vars["mysql_migrate_password"])):
+        out = login(web1, address, user, password, "SHOW SESSION STATUS LIKE 'Ssl_version'")
+        assert out.rc == 0, out.stderr
+        assert out.stdout.split()[1] in ("TLSv1.2", "TLSv1.3"), out.stdout
+
+
+def test_a_connection_in_clear_text_is_refused(host, get_host, address, db_vars):
+    """REQUIRE SSL on each app account, and require_secure_transport for every TCP connection."""
+    assert sql(host, "SELECT @@require_secure_transport, @@have_ssl") == "1\tYES"
+    for user in (db_vars["mysql_app_user"], db_vars["mysql_migrate_user"]):
+        for account in sql(host, "SELECT Host FROM mysql.user WHERE User = '%s'", user).split():
+            assert "REQUIRE SSL" in sql(host, "SHOW CREATE USER '%s'@'%s'", user, account)
+    out = login(get_host("mysql-web2"), address, db_vars["mysql_app_user"], db_vars["mysql_app_password"],
+                tls="off")
+    assert out.rc != 0
+    assert "insecure transport" in out.stderr or "Access denied" in out.stderr, out.stderr
+
+
+def test_a_server_the_ca_did_not_sign_is_refused(host, get_host, address, db_vars):
+    """The client checks the server: against another CA (a stranger's server, as the client sees it)
+    the connection fails before any password is sent."""
+    web1 = get_host("mysql-web1")
+    other = host.check_output(
+        "d=$(mktemp -d) && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+        "-subj /CN=other-ca -keyout $d/k -out $d/c 2>/dev/null && cat $d/c && rm -r $d")
+    web1.check_output("printf '%%s\\n' %s > /var/tmp/test-other-ca.pem", other)
+    out = login(web1, address, db_vars["mysql_app_user"], db_vars["mysql_app_password"],
+                tls="--ssl --ssl-ca=/var/tmp/test-other-ca.pem --ssl-verify-server-cert")
+    assert out.rc != 0
+    assert "certificate" in out.stderr.lower() or "SSL" in out.stderr, out.stderr
+
+
+def test_the_server_certificate_names_the_bind_address(host, address):
+    """The name the web hosts connect to (the private address) is in the certificate, so a client that
+    checks the name (libmariadb 3.4 does by default) accepts it; its key is not readable by others."""
+    names = host.check_output("openssl x509 -in /etc/mysql/tls/server.pem -noout -ext subjectAltName")
+    assert f"IP Address:{address}" in names
+    issued = host.run("openssl verify -CAfile /etc/mysql/tls/ca.pem /etc/mysql/tls/server.pem")
+    assert issued.rc == 0, issued.stdout + issued.stderr
+    for path, mode, group in (("/etc/mysql/tls/server.key", 0o640, "mysql"), ("/etc/mysql/tls/ca.key", 0o600, "root")):
+        key = host.file(path)
+        assert (key.user, key.group, key.mode) == ("root", group, mode), path

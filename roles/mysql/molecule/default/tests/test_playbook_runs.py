@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[5]
 sys.path.insert(0, str(ROOT / "molecule" / "resources" / "tests"))
 from scenario import expect_stop_before_change, recap, run_playbook  # noqa: E402
+from conftest import login  # noqa: E402
 
 testinfra_hosts = ["ansible://mysql-db"]
 
@@ -55,6 +56,12 @@ BAD_INPUTS = {
          r"above its \d+ MiB"],
     ),
     "missing-password": ({"mysql_app_password": ""}, [r"mysql_app_password \(length 0\)"]),
+    # TLS files come all three from the vault, or none (the role makes them): one alone is a mistake.
+    "tls-certificate-alone": (
+        {"mysql_tls_certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"},
+        [words("mysql-db: mysql_tls_ca_certificate, mysql_tls_certificate and mysql_tls_private_key must be all"
+               " three PEM texts"), words("got 1 set")],
+    ),
     "non-numeric": ({"mysql_wait_timeout": "ten minutes"}, [r"mysql_wait_timeout", r"int"]),
     "wait-timeout-not-above-conn-max-age": (
         {"mysql_conn_max_age": 300},
@@ -96,3 +103,63 @@ def test_live_setting_changes_without_a_restart(host, request):
         restored_rc, restored_output = run_playbook(PLAYBOOK, extra_vars={}, **options(request))
     assert restored_rc == 0, restored_output
     assert int(host.check_output("mariadb -N -B -e 'SELECT @@wait_timeout'")) == wait
+
+
+def started_at(host):
+    return host.check_output("systemctl show mariadb -p ExecMainStartTimestampMonotonic")
+
+
+def test_a_certificate_near_its_end_is_renewed_without_a_restart(host, request, db_facts):
+    """A server certificate with two days left is made again by the next run and loaded live (FLUSH SSL):
+    the server presents the new one, and MariaDB was not restarted."""
+    address = db_facts["ansible_default_ipv4"]["address"]
+    host.check_output(
+        "bash -c %s",
+        f"cd /etc/mysql/tls && openssl req -new -key server.key -subj /CN={address} 2>/dev/null | openssl x509 -req "
+        f"-CA ca.pem -CAkey ca.key -days 2 -extfile <(printf 'subjectAltName=IP:{address}') -out server.pem "
+        "2>/dev/null && mariadb -e 'FLUSH SSL'")
+    presented = ("openssl s_client -starttls mysql -connect %s:3306 </dev/null 2>/dev/null "
+                 "| openssl x509 -noout -checkend %s")
+    year = str(365 * 86400)
+    assert host.run(presented, address, year).rc != 0, "the short certificate is not in use"
+    before = started_at(host)
+    rc, output = run_playbook(PLAYBOOK, **options(request))
+    assert rc == 0, output
+    assert host.run("openssl x509 -in /etc/mysql/tls/server.pem -noout -checkend %s", year).rc == 0
+    assert host.run(presented, address, year).rc == 0, "the server still presents the old certificate"
+    assert started_at(host) == before
+
+
+def test_turning_tls_on_never_refuses_the_running_app(host, get_host, request, db_facts, db_vars):
+    """On a server that ran without TLS, the run that turns it on gives the server its certificate but
+    still takes the clear-text connections of web hosts not yet converged; the next run requires TLS."""
+    address = db_facts["ansible_default_ipv4"]["address"]
+    web1 = get_host("mysql-web1")
+    user, password = db_vars["mysql_app_user"], db_vars["mysql_app_password"]
+
+    def state():
+        return host.check_output("mariadb -N -B -e 'SELECT @@require_secure_transport'"), \
+            host.check_output("mariadb -N -B -e %s", f"SHOW CREATE USER '{user}'@'{web1_address}'")
+
+    web1_facts = web1.ansible("setup", "gather_subset=!all,network")["ansible_facts"]
+    web1_address = web1_facts["ansible_default_ipv4"]["address"]
+    try:
+        rc, output = run_playbook(PLAYBOOK, extra_vars={"mysql_tls_enabled": False}, **options(request))
+        assert rc == 0, output
+        secure, account = state()
+        assert secure == "0" and "REQUIRE SSL" not in account
+        assert login(web1, address, user, password, tls="off").rc == 0
+
+        rc, output = run_playbook(PLAYBOOK, **options(request))
+        assert rc == 0, output
+        secure, account = state()
+        assert secure == "0" and "REQUIRE SSL" not in account, "required in the run that turned TLS on"
+        assert login(web1, address, user, password, tls="off").rc == 0
+        verified = login(web1, address, user, password, "SHOW SESSION STATUS LIKE 'Ssl_version'")
+        assert verified.rc == 0 and "TLS" in verified.stdout, verified.stderr
+    finally:
+        rc, output = run_playbook(PLAYBOOK, **options(request))
+    assert rc == 0, output
+    secure, account = state()
+    assert secure == "1" and "REQUIRE SSL" in account
+    assert login(web1, address, user, password, tls="off").rc != 0

@@ -138,11 +138,19 @@ def test_a_lost_data_directory_comes_back_to_a_point_in_time(host, request, web)
     # MariaDB serves the site again: the app's user reads the rows from the web host.
     hv = hostvars(host, "backup-db")
     address = host.ansible("setup", "gather_subset=!all,network")["ansible_facts"]["ansible_default_ipv4"]["address"]
-    read = web.run("MYSQL_PWD=%s mariadb -h %s -u site -N -B -e %s", hv["mysql_app_password"], address,
-                   f"SELECT COUNT(*) FROM {TABLE}")
+    read = web.run(f"MYSQL_PWD=%s mariadb {app_tls(host, web)} -h %s -u site -N -B -e %s", hv["mysql_app_password"],
+                   address, f"SELECT COUNT(*) FROM {TABLE}")
     assert read.rc == 0 and read.stdout.strip() == "5", read.stderr
     # A new backup was taken after the restore: the new timeline has a base of its own.
     assert backups(host)[-1]["reason"] == "after restore"
+
+
+def app_tls(db, web):
+    """mariadb's options for the app's account (REQUIRE SSL): TLS, checked against the database's CA,
+    which this puts on the web host as the web tier's playbooks do."""
+    ca = db.file("/etc/mysql/tls/ca.pem").content_string.strip()
+    web.check_output("printf '%%s\\n' %s > /var/tmp/test-mariadb-ca.pem", ca)
+    return "--ssl --ssl-ca=/var/tmp/test-mariadb-ca.pem --ssl-verify-server-cert"
 
 
 def test_a_named_backup_restores_as_it_was(host, request):
@@ -155,7 +163,7 @@ def test_a_named_backup_restores_as_it_was(host, request):
 def test_a_restore_is_refused_while_a_client_is_connected(host, request, web):
     hv = hostvars(host, "backup-db")
     address = host.ansible("setup", "gather_subset=!all,network")["ansible_facts"]["ansible_default_ipv4"]["address"]
-    web.run("(MYSQL_PWD=%s mariadb -h %s -u site -e 'SELECT SLEEP(60)' >/dev/null 2>&1 &)",
+    web.run(f"(MYSQL_PWD=%s mariadb {app_tls(host, web)} -h %s -u site -e 'SELECT SLEEP(60)' >/dev/null 2>&1 &)",
             hv["mysql_app_password"], address)
     try:
         for _ in range(20):
