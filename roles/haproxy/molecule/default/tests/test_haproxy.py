@@ -394,9 +394,11 @@ def test_fail_open_when_every_healthz_fails_but_maintenance_stays_out(host, rest
         ({"haproxy_timeout_server": 60}, "haproxy_timeout_server is 60 without a unit, which HAProxy reads as 60 ms"),
         ({"haproxy_admin_networks": ["0.0.0.0/0"]}, "haproxy_admin_networks has ['0.0.0.0/0'], every address"),
         ({"haproxy_static_paths": ["/"]}, "haproxy_static_paths has '/', which sends every request"),
+        # A short stats password is refused, and the message says so without printing it.
+        ({"haproxy_stats_password": "pass123"}, "(at least 8 characters;"),
     ],
     ids=["no-web-hosts", "admin-network-not-cidr", "web-host-without-address", "retry-replays-slow-requests",
-         "time-without-unit", "admin-network-everyone", "static-path-root"],
+         "time-without-unit", "admin-network-everyone", "static-path-root", "stats-password-short"],
 )
 def test_bad_input_stops_before_any_change(host, extra_vars, message):
     failures = expect_stop_before_change(
@@ -409,3 +411,4 @@ def test_bad_input_stops_before_any_change(host, extra_vars, message):
         watch=lambda: host.file("/etc/haproxy/haproxy.cfg").md5sum,
     )
     assert any(message in f for f in failures), failures
+    assert not any("pass123" in f for f in failures), failures
