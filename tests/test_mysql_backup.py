@@ -152,3 +152,22 @@ def test_a_backups_logs_are_found_in_the_timeline_that_holds_them(tmp_path):
     assert backup.highest_log_number(config) == 7
     with pytest.raises(backup.BackupError, match=r"mariadb-bin\.000009, where the backup stops, is kept nowhere"):
         backup.logs_for(config, "mariadb-bin.000009")
+
+
+def test_choose_on_a_backup_host_takes_only_the_copies_it_checked(tmp_path, capsys):
+    """`choose` reads a backup host's copies (no settings file): a copy without the backup host's
+    .copy-checked mark (not checked yet, or damaged) is never chosen."""
+    for name, finished, checked in (("20261201T000000Z", 1000, True), ("20261202T000000Z", 2000, True),
+                                    ("20261203T000000Z", 3000, False)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "backup.json").write_text(
+            f'{{"name": "{name}", "finished_epoch": {finished}, "finished": "t{finished}", "verified": true, '
+            f'"binlog": {{"file": "mariadb-bin.00000{finished // 1000}", "position": 4}}}}')
+        if checked:
+            (tmp_path / name / ".copy-checked").write_text("1\n")
+    assert backup.main(["choose", "--dir", str(tmp_path), "--to", "end"]) == 0
+    assert '"name": "20261202T000000Z"' in capsys.readouterr().out
+    assert backup.main(["choose", "--dir", str(tmp_path), "--to", "mariadb-bin.000001:100"]) == 0
+    assert '"name": "20261201T000000Z"' in capsys.readouterr().out
+    assert backup.main(["choose", "--dir", str(tmp_path / "missing")]) == 2
+    assert "there is no good backup" in capsys.readouterr().err

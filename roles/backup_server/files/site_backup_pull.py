@@ -8,7 +8,8 @@ database host (a "source"): rsync over SSH from its read-only account (rrsync -r
 directory, role mysql_backup), then every new backup is checked against its SHA256SUMS and every new
 binary log against binlog/SHA256SUMS before it counts (a damaged file is removed, so the next pull
 fetches it again); copies older than the retention are pruned
-(the newest keep_min backups stay); the metrics are written.
+(the newest keep_min backups stay); the metrics are written. A source rebuilt under the same name (a
+new SOURCE_ID) has its old copies moved to <dir>/<source>.replaced-<UTC> first, kept for a restore.
 
 Commands (each prints one JSON object on stdout; messages go to stderr, so to the journal):
     pull     pull, check, prune, write the metrics
@@ -37,6 +38,8 @@ SUMS = "SHA256SUMS"
 EXCLUDES = [".partial-*", ".verify-*", ".sums.*", ".shipped.*", ".*.partial", ".rotated-at"]
 # The database host's last whole shipment of its closed binary logs (role mysql_backup), Unix s.
 SHIPPED = "SHIPPED_AT"
+# The source's identity (role mysql_backup): a rebuilt host has a new one.
+SOURCE_ID = "SOURCE_ID"
 
 
 def log(message, warning=False):
@@ -73,10 +76,44 @@ def damaged_files(directory, sums):
             if not os.path.exists(os.path.join(directory, name)) or sha256(os.path.join(directory, name)) != digest]
 
 
+def ssh_command(config, source):
+    """The ssh command rsync runs to reach a source: this host's key, the source's known host key only."""
+    return (f"ssh -i {config['key']} -p {source['ssh_port']} -o BatchMode=yes -o IdentitiesOnly=yes "
+            f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={config['known_hosts']} -o ConnectTimeout=20")
+
+
+def set_aside_if_replaced(config, source, destination, now):
+    """When the source's SOURCE_ID (a random id its backup directory got once, role mysql_backup)
+    differs from the one of the copies here, the host was rebuilt under the same name: its binary logs
+    start again at the same numbers and would overwrite the old host's. The old copies then move to
+    <destination>.replaced-<UTC> (kept, never pruned here: what a restore of the lost host needs,
+    playbooks/restore.yml -e restore_from=...). Returns that path, or None (same source, a first pull,
+    a source without an id, or the id could not be read: the pull reports that)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        argv = ["rsync", "-t", "-e", ssh_command(config, source),
+                f"{source['reader']}@{source['address']}:./{SOURCE_ID}", scratch + "/"]
+        if subprocess.run(argv, capture_output=True, text=True, check=False).returncode != 0:  # noqa: S603
+            return None
+        with open(os.path.join(scratch, SOURCE_ID), encoding="utf-8") as handle:
+            remote = handle.read().strip()
+    local_path = os.path.join(destination, SOURCE_ID)
+    if not os.path.exists(local_path):
+        return None
+    with open(local_path, encoding="utf-8") as handle:
+        local = handle.read().strip()
+    if not remote or remote == local:
+        return None
+    aside = f"{destination}.replaced-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}"
+    os.rename(destination, aside)
+    os.makedirs(destination)
+    log(f"{source['source']}: its backup directory has a new identity ({remote}, was {local}): the host was rebuilt. "
+        f"The old host's copies were moved to {aside}, kept for a restore", warning=True)
+    return aside
+
+
 def pull(config, source, destination):
     """rsync the source's backup directory into destination. Returns None, or the error (str)."""
-    ssh = (f"ssh -i {config['key']} -p {source['ssh_port']} -o BatchMode=yes -o IdentitiesOnly=yes "
-           f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={config['known_hosts']} -o ConnectTimeout=20")
+    ssh = ssh_command(config, source)
     # An interrupted transfer waits in .rsync-partial/, never under the file's own name, so a file that
     # has its name here is whole (and is still checked against its checksum).
     argv = ["rsync", "-rlt", "--partial-dir=.rsync-partial", "--safe-links", "-e", ssh]
@@ -233,13 +270,15 @@ def main(argv=None):
     for source in config["sources"]:
         destination = os.path.join(config["dir"], source["source"])
         os.makedirs(destination, exist_ok=True)
-        pull_error, damaged, pruned = None, [], []
+        pull_error, damaged, pruned, replaced = None, [], [], None
         if args.command == "pull":
+            replaced = set_aside_if_replaced(config, source, destination, time.time())
             pull_error = pull(config, source, destination)
             damaged = check_copies(destination)
             pruned = prune(config, destination, time.time())
         found = source_status(config, source, destination, time.time(), pull_error, damaged)
         found["pruned"] = pruned
+        found["replaced"] = replaced
         statuses.append(found)
         for problem in found["problems"]:
             log(f"{source['source']}: {problem}", warning=True)

@@ -22,6 +22,12 @@ Commands (each prints one JSON object on stdout; messages go to stderr, so to th
                                  aside, never deleted), then replay the binary logs up to the time
                                  given (host local time), to a position (as `position` prints it),
                                  to their end, or not at all (backup, the default)
+             [--incoming DIR]    first take a backup and binary logs a backup host pushed into DIR
+                                 (restore.yml -e restore_from=...: a lost host rebuilt): the
+                                 backup joins the others, the logs become a timeline of their own
+    choose --dir DIR [--backup NAME|latest] [--to ...]
+                                 which checked copy of a backup host's DIR a restore would take
+                                 (run on the backup host; no settings file needed)
 
 Exit status: 0 done, 1 a check failed (stale backup), 2 the command failed (BackupError).
 """
@@ -51,6 +57,8 @@ BINLOG_INFO_FILES = ("mariadb_backup_binlog_info", "xtrabackup_binlog_info")
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
 # In <backup_dir>/binlog/: the time (Unix s) of the last whole shipment of the closed binary logs.
 SHIPPED = "SHIPPED_AT"
+# A backup host's mark on a copy it checked against its SHA256SUMS (role backup_server).
+COPY_CHECKED = ".copy-checked"
 
 
 class BackupError(Exception):
@@ -234,13 +242,16 @@ def tree_bytes(path):
     return total
 
 
-def good_backups(config):
-    """The manifests of the complete, checked backups, oldest first (each with its "path")."""
+def good_backups(config, marker=None):
+    """The manifests of the complete, checked backups in config["backup_dir"], oldest first (each with
+    its "path"); with marker, only those holding that file (a backup host's checked copies)."""
     found = []
     directory = config["backup_dir"]
     for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
         path = os.path.join(directory, name)
         if not STAMP_PATTERN.match(name) or not os.path.isdir(path):
+            continue
+        if marker and not os.path.exists(os.path.join(path, marker)):
             continue
         try:
             with open(os.path.join(path, MANIFEST), encoding="utf-8") as handle:
@@ -595,6 +606,15 @@ def parse_target(text):
                           f"'backup' (got {text!r})") from error
 
 
+def parse_to(to):
+    """A restore's --to as (target_epoch s or None, target_position (log number, position) or None,
+    the FILE:POS match or None). Raises BackupError on a malformed time."""
+    position_match = POSITION_PATTERN.match(to)
+    target_epoch = parse_target(to) if to not in ("end", "backup") and not position_match else None
+    target_position = (log_number(position_match.group(1)), int(position_match.group(2))) if position_match else None
+    return target_epoch, target_position, position_match
+
+
 def logs_up_to(files, log_name):
     """files (paths, in order) cut after the one named log_name (a base name). Raises BackupError
     when it is not among them (the position is older than the backup, or of another timeline)."""
@@ -679,10 +699,11 @@ def timelines(config):
     return found
 
 
-def logs_for(config, first_file):
-    """The logs a backup that stops in first_file needs, from the timeline that holds it: (its
-    directory, [paths from first_file on]). Raises BackupError when no timeline holds it."""
-    kept = timelines(config)
+def logs_for(config, first_file, only=None):
+    """The logs a backup that stops in first_file needs, from the timeline that holds it (only: that
+    timeline's directory): (its directory, [paths from first_file on]). Raises BackupError when no
+    timeline holds it."""
+    kept = [(where, paths) for where, paths in timelines(config) if only is None or where == only]
     for where, paths in kept:
         if first_file in (os.path.basename(p) for p in paths):
             return where, binlogs_from(paths, first_file)
@@ -733,7 +754,49 @@ def start_service(config, options=None):
     wait_for_socket(config, config["socket"], config["start_timeout"])
 
 
-def restore(config, name, to):
+def adopt_copies(config, incoming, stamp):
+    """Take what a backup host pushed into incoming (restore.yml -e restore_from=...) into place: the
+    one backup directory <incoming>/<name>/, checked against its SHA256SUMS, joins the backups (one
+    of that name already here is kept instead); the binary logs of <incoming>/binlog/, each checked
+    against binlog/SHA256SUMS, become a timeline of their own beside the live logs
+    (before-restore-copies-<stamp>, with an index). Returns (the backup's name, that timeline's
+    directory or None without logs). Raises BackupError when incoming holds no single backup or a
+    file fails its checksum; nothing of MariaDB's has changed then."""
+    names = sorted(n for n in os.listdir(incoming) if STAMP_PATTERN.match(n)) if os.path.isdir(incoming) else []
+    if len(names) != 1:
+        raise BackupError(f"{incoming} must hold one backup pushed by a backup host; it holds {len(names)}")
+    name, pushed = names[0], os.path.join(incoming, names[0])
+    check_sums(pushed)
+    target = os.path.join(config["backup_dir"], name)
+    if os.path.exists(target):
+        shutil.rmtree(pushed)
+    else:
+        os.rename(pushed, target)
+        share_with_group(target, config["group"])
+    logs_in = os.path.join(incoming, "binlog")
+    if not os.path.exists(os.path.join(logs_in, SUMS)):
+        return name, None
+    # Logs the backup host pruned are listed but absent; a log the restore needs and lacks is named later.
+    result = subprocess.run(["sha256sum", "--quiet", "--strict", "--ignore-missing", "-c", SUMS], cwd=logs_in,
+                            text=True, capture_output=True, check=False)
+    if result.returncode != 0:
+        raise BackupError(f"the pushed binary logs do not match their {SUMS}: "
+                          f"{(result.stdout + result.stderr).strip()[:400]}")
+    directory, base = os.path.split(config["binlog_basename"])
+    logs = sorted((n for n in os.listdir(logs_in) if re.fullmatch(re.escape(base) + r"\.\d+", n)), key=log_number)
+    timeline = os.path.join(directory, f"before-restore-copies-{stamp}")
+    os.makedirs(timeline, mode=0o750)
+    for log_name in logs:
+        os.rename(os.path.join(logs_in, log_name), os.path.join(timeline, log_name))
+    with open(os.path.join(timeline, base + ".index"), "w", encoding="utf-8") as handle:
+        handle.writelines(os.path.join(timeline, n) + "\n" for n in logs)
+    run(["chown", "-R", "mysql:adm", timeline])
+    shutil.rmtree(logs_in)
+    log(f"took backup {name} and {len(logs)} binary log(s) pushed by a backup host; the logs are in {timeline}")
+    return name, timeline
+
+
+def restore(config, name, to, incoming=None):
     """Replace the data directory with a backup, then replay the binary logs. A report (dict).
 
     The backup's logs are found in the timeline that holds them (the live one, or one an earlier
@@ -745,9 +808,11 @@ def restore(config, name, to):
     cannot serve; after, MariaDB is left stopped and the message says where everything is (running
     the same restore again finds the logs where they were set aside)."""
     began = time.monotonic()
-    position_match = POSITION_PATTERN.match(to)
-    target_epoch = parse_target(to) if to not in ("end", "backup") and not position_match else None
-    target_position = (log_number(position_match.group(1)), int(position_match.group(2))) if position_match else None
+    target_epoch, target_position, position_match = parse_to(to)
+    copies_timeline = None
+    if incoming:
+        name, copies_timeline = adopt_copies(
+            config, incoming, datetime.datetime.now(datetime.timezone.utc).strftime(STAMP_FORMAT))
     backup = choose_backup(good_backups(config), name, target_epoch, target_position)
     check_sums(backup["path"])
     replaying = to != "backup"
@@ -757,7 +822,8 @@ def restore(config, name, to):
     source, files = None, []
     if replaying:
         # Checked before anything changes: the logs the replay needs are all there.
-        source, files = logs_for(config, backup["binlog"]["file"])
+        # Pushed logs are the lost host's: this host's own logs may have the same names.
+        source, files = logs_for(config, backup["binlog"]["file"], copies_timeline if incoming else None)
         if position_match:
             files = logs_up_to(files, position_match.group(1))
     datadir = config["datadir"].rstrip("/")
@@ -843,8 +909,20 @@ def main(argv=None):
     restore_parser = commands.add_parser("restore")
     restore_parser.add_argument("--backup", default="latest")
     restore_parser.add_argument("--to", default="backup")
+    restore_parser.add_argument("--incoming")
+    choose_parser = commands.add_parser("choose")
+    choose_parser.add_argument("--dir", required=True)
+    choose_parser.add_argument("--backup", default="latest")
+    choose_parser.add_argument("--to", default="backup")
     args = parser.parse_args(argv)
     try:
+        if args.command == "choose":
+            target_epoch, target_position, _ = parse_to(args.to)
+            chosen = choose_backup(good_backups({"backup_dir": args.dir}, COPY_CHECKED), args.backup, target_epoch,
+                                   target_position)
+            json.dump({k: v for k, v in chosen.items() if k != "path"}, sys.stdout)
+            print()
+            return 0
         config = load_config(args.config)
         if args.command == "list":
             result = [{k: v for k, v in b.items() if k != "path"} for b in good_backups(config)]
@@ -883,7 +961,7 @@ def main(argv=None):
                         result = {"kind": "backup", "backup": manifest["name"],
                                   "position": position(config) if config["binlog_enabled"] else None}
                 else:
-                    result = restore(config, args.backup, args.to)
+                    result = restore(config, args.backup, args.to, args.incoming)
     except BackupError as error:
         log(f"error: {error}", warning=True)
         return 2
