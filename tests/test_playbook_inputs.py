@@ -57,3 +57,50 @@ def test_a_restore_without_its_database_host_is_refused(tmp_path, extra, message
     assert done.returncode == 2, out
     assert message in " ".join(out.split()), out
     assert "Restore the database" not in out, out
+
+
+# Hosts nothing can reach (port 1 of loopback): the checks run on the controller, and a run that passes
+# them stops at the first connection, changing nothing anywhere.
+LIMITED = """all:
+  vars:
+    ansible_connection: ssh
+    ansible_host: 127.0.0.1
+    ansible_port: 1
+  children:
+    webservers:
+      hosts:
+        web1:
+    dbservers:
+      hosts:
+        db:
+"""
+
+
+def run_playbook(tmp_path, inventory, playbook, *extra):
+    (tmp_path / "hosts.yml").write_text(inventory)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    done = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
+                           str(ROOT / "playbooks" / playbook), *extra], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    return done.returncode, " ".join((done.stdout + done.stderr).split())
+
+
+def test_a_deploy_limited_to_web_hosts_is_refused_before_the_migrations_lose_their_backup(tmp_path):
+    """deploy.yml --limit web1 would skip the backup on the database host and migrate anyway."""
+    rc, out = run_playbook(tmp_path, LIMITED, "deploy.yml", "--limit", "web1")
+    assert rc == 2, out
+    assert "--limit web1 leaves out db, the database host where deploy.yml takes a backup" in out, out
+    assert "Add it: --limit 'web1,db'" in out, out
+    assert "Plan the site" not in out, out
+    # With the database host in the limit, or mysql_backup_enabled false (no backup to skip), the check
+    # passes: the run goes on to the plan, which stops at the unreachable hosts.
+    for extra in (["--limit", "web1,db"], ["--limit", "web1", "-e", "mysql_backup_enabled=false"]):
+        rc, out = run_playbook(tmp_path, LIMITED, "deploy.yml", *extra)
+        assert rc != 0 and "leaves out db" not in out and "UNREACHABLE" in out, out
+
+
+def test_a_restore_from_a_host_that_is_not_a_backup_host_is_refused(tmp_path):
+    rc, out = run_playbook(tmp_path, LIMITED, "restore.yml", "-e", "restore_from=web1")
+    assert rc == 2, out
+    assert "restore_from web1 is not in the backupservers group of the inventory (empty)" in out, out
+    assert "Restore the database" not in out and "Push the copy" not in out, out
