@@ -125,10 +125,22 @@ def pull(config, source, destination):
     return None
 
 
-def check_copies(destination):
+def source_names(config, source):
+    """The names at the top of the source's backup directory (rsync --list-only through the same
+    read-only account), or None when it cannot be listed."""
+    argv = ["rsync", "--list-only", "-e", ssh_command(config, source), f"{source['reader']}@{source['address']}:./"]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+    if result.returncode != 0:
+        return None
+    return {line.split()[-1] for line in result.stdout.splitlines() if line.strip()}
+
+
+def check_copies(destination, on_source=None):
     """Check what is new since the last run: each backup directory against its SHA256SUMS (a marker
-    file records a whole one), each binary log against binlog/SHA256SUMS. Returns the damaged
-    names (backups and logs)."""
+    file records a whole one), each binary log against binlog/SHA256SUMS. on_source: the names the
+    source still has (source_names), or None: an incomplete copy of a backup the source no longer
+    has (pruned there while this host copied it) can never be completed, and is removed instead of
+    being reported damaged at every pull. Returns the damaged names (backups and logs)."""
     damaged = []
     for name in sorted(os.listdir(destination)):
         path = os.path.join(destination, name)
@@ -136,6 +148,10 @@ def check_copies(destination):
             continue
         sums = read_sums(os.path.join(path, SUMS))
         bad = damaged_files(path, sums) if sums else [SUMS]
+        if bad and on_source is not None and name not in on_source:
+            shutil.rmtree(path)
+            log(f"{path}: incomplete, and its source pruned it before the copy was whole: removed", warning=True)
+            continue
         if bad:
             damaged.append(f"{name} ({', '.join(bad[:3])})")
             # Removed, so the next pull fetches them again (rsync skips a file of the same size and time).
@@ -274,7 +290,7 @@ def main(argv=None):
         if args.command == "pull":
             replaced = set_aside_if_replaced(config, source, destination, time.time())
             pull_error = pull(config, source, destination)
-            damaged = check_copies(destination)
+            damaged = check_copies(destination, None if pull_error else source_names(config, source))
             pruned = prune(config, destination, time.time())
         found = source_status(config, source, destination, time.time(), pull_error, damaged)
         found["pruned"] = pruned

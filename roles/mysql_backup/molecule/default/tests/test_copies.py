@@ -102,3 +102,16 @@ def test_a_damaged_copy_is_reported_then_fetched_again(host):
     host.run_expect([0], PULL)
     assert host.file(f"{COPIES}/{newest}/.copy-checked").exists
     assert metrics(host)['site_backup_copy_damaged{source="backup-db"}'] == "0"
+
+
+def test_an_incomplete_copy_of_a_backup_the_source_pruned_is_removed(host):
+    """A copy left incomplete when the database host pruned its backup mid-transfer can never be
+    completed: the next pull (which lists the source through the same read-only account) removes it
+    instead of reporting it damaged at every run."""
+    gone = f"{COPIES}/20200101T000000Z"
+    host.run_expect([0], f"mkdir {gone} && echo data > {gone}/ibdata1 && "
+                         f"(cd {gone} && sha256sum ibdata1 > SHA256SUMS && echo '{'0' * 64}  lost.ibd' >> SHA256SUMS) "
+                         f"&& chown -R site-backups: {gone}")
+    host.run_expect([0], PULL)
+    assert not host.file(gone).exists
+    assert metrics(host)['site_backup_copy_damaged{source="backup-db"}'] == "0"
