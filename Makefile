@@ -12,12 +12,16 @@ PYTHON      ?= python3
 LAB_DISTRO  ?= trixie
 # Users with registry access may name a published systemd image instead; then nothing is built.
 LAB_IMAGE   ?= local/debian-systemd:$(LAB_DISTRO)
-# Distributions the whole-site scenario runs on in `make test` (role scenarios run on LAB_DISTRO).
+# Distributions the whole-site scenario runs on in `make test` (role scenarios run on LAB_DISTRO, the
+# database's on these too: ROLE_MATRIX_SCENARIOS).
 MATRIX_DISTROS ?= trixie bookworm
 # Scenarios run by `make test`: every role's on LAB_DISTRO; the whole site (which also holds the
 # rolling deploys under load) on LAB_DISTRO and on every other MATRIX_DISTROS.
 ROLE_SCENARIOS   := $(sort $(patsubst %/molecule.yml,%,$(wildcard roles/*/molecule/*/molecule.yml)))
 MATRIX_SCENARIOS ?= molecule/site
+# Role scenarios that also run on every other MATRIX_DISTROS: the database's, whose MariaDB differs
+# (11.8 on Debian 13, 10.11 on Debian 12: TLS, binary log and mariadb-backup behaviour).
+ROLE_MATRIX_SCENARIOS ?= roles/mysql/molecule/default roles/mysql_backup/molecule/default
 # Other multi-host scenarios, on LAB_DISTRO: a startproject-style project of the user's own, deployed
 # unchanged (docs/your-project.md).
 SITE_SCENARIOS ?= molecule/project
@@ -31,7 +35,8 @@ RUNS ?= 3
 SUITE := $(foreach s,$(MATRIX_SCENARIOS),$(s)@$(LAB_IMAGE)) \
 	$(foreach d,$(filter-out $(LAB_DISTRO),$(MATRIX_DISTROS)),$(foreach s,$(MATRIX_SCENARIOS),$(s)@local/debian-systemd:$(d))) \
 	$(foreach s,$(SITE_SCENARIOS),$(s)@$(LAB_IMAGE)) \
-	$(foreach s,$(filter-out $(MATRIX_SCENARIOS),$(ROLE_SCENARIOS)),$(s)@$(LAB_IMAGE))
+	$(foreach s,$(filter-out $(MATRIX_SCENARIOS),$(ROLE_SCENARIOS)),$(s)@$(LAB_IMAGE)) \
+	$(foreach d,$(filter-out $(LAB_DISTRO),$(MATRIX_DISTROS)),$(foreach s,$(ROLE_MATRIX_SCENARIOS),$(s)@local/debian-systemd:$(d)))
 
 export BUNDLE_ROOT := $(ROOT)
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
