@@ -174,10 +174,10 @@ def test_the_apps_database_connections_use_tls_checked_against_the_database_ca(w
             "print(cur.fetchone()[1], c.settings_dict['OPTIONS'].get('ssl'))")
     out = h.check_output("runuser -u scoreboard -- scoreboard-manage shell -c %s", code).splitlines()[-1]
     assert re.fullmatch(r"TLSv1\.[23] \{'ca': '/srv/scoreboard/shared/database-ca\.pem'\}", out), out
-    accounts = db.check_output("mariadb -N -B -e \"SELECT CONCAT(\"'\", User, \"'@'\", Host, \"'\") FROM mysql.user "
-                               "WHERE User LIKE 'site%'\"").split()
-    assert accounts and all("REQUIRE SSL" in db.check_output("mariadb -N -B -e %s", f"SHOW CREATE USER {a}")
-                            for a in accounts)
+    accounts = [line.split("\t") for line in db.check_output(
+        "mariadb -N -B -e %s", "SELECT User, Host FROM mysql.user WHERE User LIKE 'site%'").splitlines()]
+    assert accounts and all("REQUIRE SSL" in db.check_output("mariadb -N -B -e %s", f"SHOW CREATE USER '{u}'@'{h}'")
+                            for u, h in accounts)
 
 
 @pytest.mark.parametrize("tier", ["dbservers", "cacheservers", "webservers", "loadbalancers"])
