@@ -23,17 +23,23 @@ INVENTORY = """all:
 """
 
 
+def run_playbook(tmp_path, inventory, playbook, *extra):
+    """Run playbooks/<playbook> with the inventory text, from tmp_path: (return code, output with its
+    whitespace collapsed, as Ansible wraps long messages)."""
+    (tmp_path / "hosts.yml").write_text(inventory)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    done = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
+                           str(ROOT / "playbooks" / playbook), *extra], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    return done.returncode, " ".join((done.stdout + done.stderr).split())
+
+
 @pytest.mark.parametrize("playbook,verb", [("deploy.yml", "deploy"), ("rollback.yml", "roll back")])
 # --limit leaves an implicit localhost out, --tags an untagged check: neither skips the refusal.
 @pytest.mark.parametrize("extra", [[], ["--limit", "lb"], ["--tags", "nothing"]], ids=["plain", "limit", "tags"])
 def test_no_web_hosts_is_refused(tmp_path, playbook, verb, extra):
-    (tmp_path / "hosts.yml").write_text(INVENTORY)
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    done = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
-                           str(ROOT / "playbooks" / playbook), *extra], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
-    out = done.stdout + done.stderr
-    assert done.returncode == 2, out
+    rc, out = run_playbook(tmp_path, INVENTORY, playbook, *extra)
+    assert rc == 2, out
     assert "webservers group has no hosts" in out and f"nothing to {verb}" in out, out
     # The refusal is the first play: the plan never ran.
     assert "Plan the site" not in out, out
@@ -48,14 +54,9 @@ def test_no_web_hosts_is_refused(tmp_path, playbook, verb, extra):
 def test_a_restore_without_its_database_host_is_refused(tmp_path, extra, message):
     """restore.yml with no database host, or a restore_host that is not one, refuses before any host
     changes instead of matching nothing and ending "ok"."""
-    (tmp_path / "hosts.yml").write_text(INVENTORY)
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    done = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
-                           str(ROOT / "playbooks" / "restore.yml"), *extra], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
-    out = done.stdout + done.stderr
-    assert done.returncode == 2, out
-    assert message in " ".join(out.split()), out
+    rc, out = run_playbook(tmp_path, INVENTORY, "restore.yml", *extra)
+    assert rc == 2, out
+    assert message in out, out
     assert "Restore the database" not in out, out
 
 
@@ -74,15 +75,6 @@ LIMITED = """all:
       hosts:
         db:
 """
-
-
-def run_playbook(tmp_path, inventory, playbook, *extra):
-    (tmp_path / "hosts.yml").write_text(inventory)
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    done = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
-                           str(ROOT / "playbooks" / playbook), *extra], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
-    return done.returncode, " ".join((done.stdout + done.stderr).split())
 
 
 def test_a_deploy_limited_to_web_hosts_is_refused_before_the_migrations_lose_their_backup(tmp_path):
