@@ -11,7 +11,8 @@ A test module (or conftest.py) puts this folder on sys.path first, then imports 
 What is here: another host of the scenario, a host's inventory variables, a platform's container
 limits as molecule.yml gives them, one HTTP request with curl,
 whether a TCP connection opens (tcp_connect), HAProxy's Runtime API and its `show stat`, ansible-playbook run from this machine against the
-scenario's hosts, the play recap, "bad input stops the playbook before any change", and a steady
+scenario's hosts, the play recap, "bad input stops the playbook before any change", "a run stopped
+before its handler is made up for by the next" (lost_handler_is_made_up), and a steady
 wrk load through a balancer (PacedLoad). Nothing here
 knows a scenario's host names or variables: the callers pass them.
 """
@@ -217,6 +218,40 @@ def expect_stop_before_change(playbook, *args, unchanged=(), watch=None, **optio
     if watch:
         assert watch() == before
     return failure_messages(output) if options.get("json_output") else output
+
+
+def service_processes(host, unit):
+    """(main PID, sorted PIDs of its children) of a systemd unit on `host` (a testinfra host); the
+    children of a master are its workers (HAProxy, nginx), new at each reload."""
+    main = host.check_output("systemctl show -p MainPID --value %s", unit)
+    children = host.run("cat /proc/%s/task/*/children", main).stdout.split()
+    return main, sorted(children, key=int)
+
+
+def lost_handler_is_made_up(host, name, unit, paths, playbook, reload=False, **options):
+    """A run stopped between a settings file's change and its handler, then a good run: the good run
+    must apply what the stopped one left, and the run after it change nothing.
+
+    host: a testinfra host; name: its inventory name; unit: the systemd unit; paths: the files the
+    stopped run changed (touched here, as that run leaves them: newer than the running service);
+    playbook, options: as run_playbook's. reload: the handler is a reload (the workers are replaced,
+    the main process stays); else a restart (a new main process).
+    Asserts each step; returns nothing."""
+    main, workers = service_processes(host, unit)
+    host.check_output("touch %s", " ".join(paths))
+    rc, output = run_playbook(playbook, **options)
+    assert rc == 0, output[-6000:]
+    after_main, after_workers = service_processes(host, unit)
+    if reload:
+        assert after_main == main, f"{unit} was restarted, not reloaded"
+        assert after_workers and after_workers[-1] not in workers, \
+            f"{unit} has no worker newer than the touched {paths}: {workers} -> {after_workers}"
+    else:
+        assert after_main != main, f"{unit} still runs the process that read the old {paths}"
+    rc, output = run_playbook(playbook, **options)
+    assert rc == 0, output[-6000:]
+    assert recap(output)[name][0] == 0, output[-6000:]
+    assert service_processes(host, unit)[0] == after_main
 
 
 class PacedLoad:

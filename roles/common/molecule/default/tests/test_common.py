@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[5] / "molecule" / "resources" / "tests"))
-from scenario import hostvars, run_playbook  # noqa: E402
+from scenario import hostvars, lost_handler_is_made_up, run_playbook  # noqa: E402
 
 DEFAULTS = yaml.safe_load((pathlib.Path(__file__).parents[3] / "defaults" / "main.yml").read_text())
 
@@ -199,3 +199,19 @@ def test_logrotate_rotates_by_size_whatever_the_schedule(host):
 def test_logrotate_runs_hourly(host):
     out = host.check_output("systemctl show logrotate.timer -p TimersCalendar")
     assert "*-*-* *:00:00" in out
+
+
+def test_a_run_stopped_before_its_restarts_is_made_up_by_the_next(host, hvars, request):
+    """journald's limits and the manager's open-file default written by a run killed before their
+    handlers: the next run restarts journald and re-executes the manager (the host tells, not a
+    notification), the run after changes nothing."""
+    limits = "/etc/systemd/system.conf.d/60-site-limits.conf"
+    # The manager on an older default, its file already as the role writes it: what the stopped run left.
+    host.check_output(f"cp {limits} /root/limits.keep && sed -i 's/=.*/=4096:4096/' {limits} && "
+                      f"systemctl daemon-reexec && mv /root/limits.keep {limits}")
+    assert host.check_output("systemctl show -p DefaultLimitNOFILE --value") == "4096"
+    lost_handler_is_made_up(host, host.backend.get_hostname(), "systemd-journald.service",
+                            ["/etc/systemd/journald.conf.d/60-site-limits.conf"],
+                            pathlib.Path(__file__).parents[1] / "converge.yml",
+                            inventory=request.config.option.ansible_inventory, timeout=600)
+    assert host.check_output("systemctl show -p DefaultLimitNOFILE --value") == str(hvars["common_nofile_limit"])

@@ -10,7 +10,8 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[5]
 sys.path.insert(0, str(ROOT / "molecule" / "resources" / "tests"))
-from scenario import expect_stop_before_change, http_get, other_host, run_playbook, runtime_api, stat_rows  # noqa: E402
+from scenario import (  # noqa: E402
+    expect_stop_before_change, http_get, lost_handler_is_made_up, other_host, run_playbook, runtime_api, stat_rows)
 
 testinfra_hosts = ["haproxy-lb"]
 
@@ -412,3 +413,15 @@ def test_bad_input_stops_before_any_change(host, extra_vars, message):
     )
     assert any(message in f for f in failures), failures
     assert not any("pass123" in f for f in failures), failures
+
+
+@pytest.mark.parametrize("reload", [True, False], ids=["configuration-reload", "limit-restart"])
+def test_a_run_stopped_before_its_handler_is_made_up_by_the_next(host, reload):
+    """The configuration (a reload) or the open-file limit (a restart) written by a run killed before
+    its handler: the next run applies it (the host tells, not a notification), the run after changes
+    nothing."""
+    path = "/etc/haproxy/haproxy.cfg" if reload else "/etc/systemd/system/haproxy.service.d/50-site-limits.conf"
+    lost_handler_is_made_up(host, "haproxy-lb", "haproxy.service", [path], ROOT / "playbooks" / "loadbalancers.yml",
+                            reload=reload,
+                            env_extra={"ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_FACT_CACHING": "memory"},
+                            timeout=600)

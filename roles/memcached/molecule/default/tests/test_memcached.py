@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[5] / "molecule" / "resources" / "tests"))
-from scenario import container_limits, expect_stop_before_change, hostvars, other_host  # noqa: E402
+from scenario import (  # noqa: E402
+    container_limits, expect_stop_before_change, hostvars, lost_handler_is_made_up, other_host)
 
 testinfra_hosts = ["memcached-cache"]
 
@@ -191,3 +192,12 @@ def test_bad_input_stops_the_play_before_any_change(extra, expected):
     assert "memcached-cache : ok=" in out and "changed=0" in out.split("memcached-cache : ok=")[1][:40]
     for word in expected:
         assert word in out, f"{word!r} missing from the failure: {out[-2000:]}"
+
+
+def test_a_run_stopped_before_its_restart_is_made_up_by_the_next(host):
+    """The configuration and the open-file limit written by a run killed before its handler: the next
+    run restarts memcached (the host tells, not a notification), the run after changes nothing."""
+    converge = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"
+    lost_handler_is_made_up(host, "memcached-cache", "memcached.service",
+                            ["/etc/memcached.conf", "/etc/systemd/system/memcached.service.d/50-site-limits.conf"],
+                            converge, timeout=600)

@@ -1,5 +1,6 @@
 """Runs of the real tier playbook against the converged scenario: bad input stops before any change,
-and a live setting changes without a restart."""
+a live setting changes without a restart, a certificate is renewed live, a run stopped before its
+handler is made up for, and TLS is turned on without refusing the running app."""
 
 import re
 import ssl
@@ -11,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[5]
 sys.path.insert(0, str(ROOT / "molecule" / "resources" / "tests"))
-from scenario import expect_stop_before_change, recap, run_playbook  # noqa: E402
+from scenario import expect_stop_before_change, lost_handler_is_made_up, recap, run_playbook  # noqa: E402
 from conftest import login  # noqa: E402
 
 testinfra_hosts = ["ansible://mysql-db"]
@@ -111,21 +112,32 @@ def started_at(host):
     return host.check_output("systemctl show mariadb -p ExecMainStartTimestampMonotonic")
 
 
+def served_until(host):
+    """When the certificate the server presents ends, epoch seconds (MariaDB's Ssl_server_not_after)."""
+    end = host.check_output("mariadb -N -B -e \"SHOW GLOBAL STATUS LIKE 'Ssl_server_not_after'\"").split("\t")[1]
+    return ssl.cert_time_to_seconds(end)
+
+
+def sign_server_certificate(host, address, days, flush):
+    """Sign a new server certificate for address with the scenario's CA, valid `days`; FLUSH SSL when
+    flush (else it lies on disk unloaded, as a run stopped before its handler leaves it)."""
+    load = " && mariadb -e 'FLUSH SSL'" if flush else ""
+    host.check_output(
+        "bash -c %s",
+        f"cd /etc/mysql/tls && openssl req -new -key server.key -subj /CN={address} 2>/dev/null | openssl x509 -req "
+        f"-CA ca.pem -CAkey ca.key -days {days} -extfile <(printf 'subjectAltName=IP:{address}') -out server.pem "
+        f"2>/dev/null{load}")
+
+
 def test_a_certificate_near_its_end_is_renewed_without_a_restart(host, request, db_facts):
     """A server certificate with two days left is made again by the next run and loaded live (FLUSH SSL):
     the server presents the new one, and MariaDB was not restarted."""
     address = db_facts["ansible_default_ipv4"]["address"]
-    host.check_output(
-        "bash -c %s",
-        f"cd /etc/mysql/tls && openssl req -new -key server.key -subj /CN={address} 2>/dev/null | openssl x509 -req "
-        f"-CA ca.pem -CAkey ca.key -days 2 -extfile <(printf 'subjectAltName=IP:{address}') -out server.pem "
-        "2>/dev/null && mariadb -e 'FLUSH SSL'")
+    sign_server_certificate(host, address, 2, flush=True)
     year = 365 * 86400
 
     def served_for():
-        """Seconds the certificate the server presents is still valid (MariaDB's Ssl_server_not_after)."""
-        end = host.check_output("mariadb -N -B -e \"SHOW GLOBAL STATUS LIKE 'Ssl_server_not_after'\"").split("\t")[1]
-        return ssl.cert_time_to_seconds(end) - time.time()
+        return served_until(host) - time.time()
 
     assert served_for() < 3 * 86400, "the short certificate is not in use"
     before = started_at(host)
@@ -134,6 +146,29 @@ def test_a_certificate_near_its_end_is_renewed_without_a_restart(host, request, 
     assert host.run("openssl x509 -in /etc/mysql/tls/server.pem -noout -checkend %s", str(year)).rc == 0
     assert served_for() > year, "the server still presents the old certificate"
     assert started_at(host) == before
+
+
+def test_a_run_stopped_before_its_restart_is_made_up_by_the_next(host, request):
+    """90-site.cnf written by a run killed before its restart: the next run restarts MariaDB (the host
+    tells, not a notification), the run after changes nothing."""
+    lost_handler_is_made_up(host, "mysql-db", "mariadb.service", ["/etc/mysql/mariadb.conf.d/90-site.cnf"], PLAYBOOK,
+                            **options(request))
+
+
+def test_a_certificate_a_stopped_run_left_unloaded_is_loaded_by_the_next(host, request, db_facts):
+    """A renewed certificate on disk that the server never loaded (its FLUSH SSL lost with the run):
+    the next run loads it, without a restart; the run after changes nothing."""
+    sign_server_certificate(host, db_facts["ansible_default_ipv4"]["address"], 800, flush=False)
+    on_disk = ssl.cert_time_to_seconds(host.check_output(
+        "openssl x509 -in /etc/mysql/tls/server.pem -noout -enddate").split("=", 1)[1])
+    assert abs(served_until(host) - on_disk) > 86400
+    before = started_at(host)
+    rc, output = run_playbook(PLAYBOOK, **options(request))
+    assert rc == 0, output
+    assert served_until(host) == on_disk
+    assert started_at(host) == before
+    rc, output = run_playbook(PLAYBOOK, **options(request))
+    assert rc == 0 and recap(output)["mysql-db"][0] == 0, output
 
 
 def test_turning_tls_on_never_refuses_the_running_app(host, get_host, request, db_facts, db_vars):
@@ -160,6 +195,11 @@ def test_turning_tls_on_never_refuses_the_running_app(host, get_host, request, d
         assert rc == 0, output
         secure, account = state()
         assert secure == "0" and "REQUIRE SSL" not in account, "required in the run that turned TLS on"
+        # The playbooks that do not converge the database (webservers.yml, deploy.yml) bring its live
+        # settings to the plan before the web hosts get the CA: they never start requiring TLS.
+        rc, output = run_playbook(ROOT / "playbooks" / "plan.yml", **options(request))
+        assert rc == 0, output
+        assert state()[0] == "0", "the live settings started requiring TLS"
         assert login(web1, address, user, password, tls="off").rc == 0
         verified = login(web1, address, user, password, "SHOW SESSION STATUS LIKE 'Ssl_version'")
         assert verified.rc == 0 and "TLS" in verified.stdout, verified.stderr

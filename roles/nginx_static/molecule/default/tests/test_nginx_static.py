@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[5] / "molecule" / "resources" / "tests"))
-from scenario import hostvars  # noqa: E402
+from scenario import hostvars, lost_handler_is_made_up  # noqa: E402
 
 DEFAULTS = yaml.safe_load((pathlib.Path(__file__).parents[3] / "defaults" / "main.yml").read_text())
 # The container's CPU limit (molecule.yml): what the host can use, below the machine's CPUs.
@@ -201,3 +201,13 @@ def test_configuration_test_rejects_a_broken_site(host):
     assert "bogus_directive" in bad.stderr
     assert host.file(site).content == before
     assert host.run("nginx-static-validate %s %s", site, site).rc == 0
+
+
+def test_a_run_stopped_before_its_reload_is_made_up_by_the_next(host, request):
+    """The main configuration and the site written by a run killed before its reload: the next run
+    reloads nginx (new workers, the same master; the host tells, not a notification), the run after
+    changes nothing."""
+    lost_handler_is_made_up(host, host.backend.get_hostname(), "nginx.service",
+                            ["/etc/nginx/nginx.conf", "/etc/nginx/conf.d/nginx-static.conf"],
+                            pathlib.Path(__file__).parents[1] / "converge.yml", reload=True,
+                            inventory=request.config.option.ansible_inventory, timeout=600)
