@@ -171,3 +171,63 @@ def test_choose_on_a_backup_host_takes_only_the_copies_it_checked(tmp_path, caps
     assert '"name": "20261201T000000Z"' in capsys.readouterr().out
     assert backup.main(["choose", "--dir", str(tmp_path / "missing")]) == 2
     assert "there is no good backup" in capsys.readouterr().err
+
+
+def test_a_gap_in_the_logs_is_named():
+    logs = [f"/x/mariadb-bin.{n:06d}" for n in (3, 4, 6, 9)]
+    assert backup.log_gaps(logs) == ["mariadb-bin.000005", "mariadb-bin.000007", "mariadb-bin.000008"]
+    assert backup.log_gaps(logs[:2]) == [] and backup.log_gaps([]) == []
+
+
+def test_a_restore_time_is_read_in_the_database_hosts_zone():
+    """A backup host chooses for the database host: 'YYYY-MM-DD HH:MM:SS' is the database host's time."""
+    utc = backup.parse_target("2026-12-03 12:00:00", "UTC")
+    assert utc == 1796299200
+    assert backup.parse_target("2026-12-03 12:00:00", "Etc/UTC") == utc
+    if Path("/usr/share/zoneinfo/Europe/Paris").exists():
+        assert backup.parse_target("2026-12-03 12:00:00", "Europe/Paris") == utc - 3600
+    with pytest.raises(backup.BackupError, match="Mars/Olympus"):
+        backup.parse_target("2026-12-03 12:00:00", "Mars/Olympus")
+
+
+def pushed(incoming, logs=(), link=False):
+    """What a backup host pushes into incoming: one backup with its SHA256SUMS, and binlog/ with the
+    logs numbered `logs` and theirs."""
+    name = incoming / "20261202T000000Z"
+    name.mkdir(parents=True)
+    (name / "ibdata1").write_bytes(b"data")
+    (name / "backup.json").write_text('{"name": "20261202T000000Z"}')
+    backup.write_sums(str(name))
+    if link:
+        (name / "evil").symlink_to("/etc/shadow")
+    if logs:
+        (incoming / "binlog").mkdir()
+        for n in logs:
+            (incoming / "binlog" / f"mariadb-bin.{n:06d}").write_bytes(b"\xfebin")
+        backup.write_sums(str(incoming / "binlog"))
+
+
+def adopt_config(tmp_path):
+    (tmp_path / "backups").mkdir()
+    (tmp_path / "log").mkdir()
+    return {"backup_dir": str(tmp_path / "backups"), "binlog_basename": str(tmp_path / "log" / "mariadb-bin"),
+            "group": "root"}
+
+
+def test_a_push_with_a_symbolic_link_is_refused_before_anything_moves(tmp_path):
+    pushed(tmp_path / "incoming", logs=(1,), link=True)
+    with pytest.raises(backup.BackupError, match="symbolic links.*evil"):
+        backup.adopt_copies(adopt_config(tmp_path), str(tmp_path / "incoming"), "20261203T000000Z")
+    assert not list((tmp_path / "backups").iterdir())
+
+
+def test_pushed_logs_become_a_timeline_of_their_own(tmp_path, monkeypatch):
+    monkeypatch.setattr(backup, "run", lambda argv, **kwargs: None)  # chown -R mysql:adm
+    monkeypatch.setattr(backup, "share_with_group", lambda path, group: None)
+    pushed(tmp_path / "incoming", logs=(4, 5))
+    config = adopt_config(tmp_path)
+    name, timeline_dir = backup.adopt_copies(config, str(tmp_path / "incoming"), "20261203T000000Z")
+    assert name == "20261202T000000Z" and (tmp_path / "backups" / name / "ibdata1").exists()
+    assert timeline_dir == str(tmp_path / "log" / "before-restore-copies-20261203T000000Z")
+    assert backup.logs_for(config, "mariadb-bin.000004", only=timeline_dir)[1] == [
+        f"{timeline_dir}/mariadb-bin.000004", f"{timeline_dir}/mariadb-bin.000005"]

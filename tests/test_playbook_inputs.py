@@ -86,7 +86,13 @@ def test_a_deploy_limited_to_web_hosts_is_refused_before_the_migrations_lose_the
     assert "Plan the site" not in out, out
     # With the database host in the limit, or mysql_backup_enabled false (no backup to skip), the check
     # passes: the run goes on to the plan, which stops at the unreachable hosts.
-    for extra in (["--limit", "web1,db"], ["--limit", "web1", "-e", "mysql_backup_enabled=false"]):
+    # A retry file (--limit @file, one host a line) is read as Ansible reads it.
+    (tmp_path / "deploy.retry").write_text("web1\ndb\n")
+    (tmp_path / "web.retry").write_text("web1\n")
+    rc, out = run_playbook(tmp_path, LIMITED, "deploy.yml", "--limit", "@web.retry")
+    assert rc == 2 and "leaves out db" in out, out
+    for extra in (["--limit", "web1,db"], ["--limit", "web1", "-e", "mysql_backup_enabled=false"],
+                  ["--limit", "@deploy.retry"], ["--limit", f"@{tmp_path / 'deploy.retry'}"]):
         rc, out = run_playbook(tmp_path, LIMITED, "deploy.yml", *extra)
         assert rc != 0 and "leaves out db" not in out and "UNREACHABLE" in out, out
 

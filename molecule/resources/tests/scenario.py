@@ -238,7 +238,7 @@ def lost_handler_is_made_up(host, name, unit, paths, playbook, reload=False, **o
     the main process stays); else a restart (a new main process).
     Asserts each step; returns nothing."""
     main, workers = service_processes(host, unit)
-    host.check_output("touch %s", " ".join(paths))
+    host.check_output("touch" + " %s" * len(paths), *paths)
     rc, output = run_playbook(playbook, **options)
     assert rc == 0, output[-6000:]
     after_main, after_workers = service_processes(host, unit)

@@ -25,9 +25,10 @@ Commands (each prints one JSON object on stdout; messages go to stderr, so to th
              [--incoming DIR]    first take a backup and binary logs a backup host pushed into DIR
                                  (restore.yml -e restore_from=...: a lost host rebuilt): the
                                  backup joins the others, the logs become a timeline of their own
-    choose --dir DIR [--backup NAME|latest] [--to ...]
+    choose --dir DIR [--backup NAME|latest] [--to ...] [--time-zone ZONE]
                                  which checked copy of a backup host's DIR a restore would take
-                                 (run on the backup host; no settings file needed)
+                                 (run on the backup host; no settings file needed); a time in --to
+                                 is read in ZONE (the database host's, an IANA name), else locally
 
 Exit status: 0 done, 1 a check failed (stale backup), 2 the command failed (BackupError).
 """
@@ -44,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zoneinfo
 
 CONFIG = "/etc/site-mysql-backup.json"
 # A backup's directory name: its start time in UTC.
@@ -597,20 +599,32 @@ def take_backup(config, reason):
 POSITION_PATTERN = re.compile(r"^([A-Za-z0-9_.-]+\.\d+):(\d+)$")
 
 
-def parse_target(text):
-    """A point in time 'YYYY-MM-DD HH:MM:SS' (host local time) as epoch s. Raises BackupError."""
+def parse_target(text, time_zone=None):
+    """A point in time 'YYYY-MM-DD HH:MM:SS' as epoch s: in time_zone (an IANA name, e.g. Europe/Paris:
+    the database host's, when another host chooses for it) or in this host's local time. Raises
+    BackupError on a malformed time or an unknown zone."""
     try:
-        return time.mktime(time.strptime(text, "%Y-%m-%d %H:%M:%S"))
+        moment = datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
     except ValueError as error:
         raise BackupError(f"--to must be 'YYYY-MM-DD HH:MM:SS', a binary log position FILE:POS, 'end' or "
                           f"'backup' (got {text!r})") from error
+    if not time_zone:
+        return time.mktime(moment.timetuple())
+    if time_zone in ("UTC", "Etc/UTC"):
+        # Known without the zone files (a host without tzdata).
+        return moment.replace(tzinfo=datetime.timezone.utc).timestamp()
+    try:
+        return moment.replace(tzinfo=zoneinfo.ZoneInfo(time_zone)).timestamp()
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
+        raise BackupError(f"--time-zone {time_zone!r} is not a time zone this host knows") from error
 
 
-def parse_to(to):
+def parse_to(to, time_zone=None):
     """A restore's --to as (target_epoch s or None, target_position (log number, position) or None,
-    the FILE:POS match or None). Raises BackupError on a malformed time."""
+    the FILE:POS match or None); a time is read in time_zone (parse_target). Raises BackupError on a
+    malformed time."""
     position_match = POSITION_PATTERN.match(to)
-    target_epoch = parse_target(to) if to not in ("end", "backup") and not position_match else None
+    target_epoch = parse_target(to, time_zone) if to not in ("end", "backup") and not position_match else None
     target_position = (log_number(position_match.group(1)), int(position_match.group(2))) if position_match else None
     return target_epoch, target_position, position_match
 
@@ -712,6 +726,17 @@ def logs_for(config, first_file, only=None):
                       f"kept: {min(oldest) if oldest else 'none'}): restore the backup alone (--to backup)")
 
 
+def log_gaps(files):
+    """The log names missing between the first and the last of files (paths in order, one timeline):
+    a log a backup host pruned, or one a transfer never brought. [] when they follow on."""
+    numbers = [log_number(os.path.basename(f)) for f in files]
+    if not files:
+        return []
+    base, width = os.path.basename(files[0]).rsplit(".", 1)[0], len(os.path.basename(files[0]).rsplit(".", 1)[1])
+    present = set(numbers)
+    return [f"{base}.{n:0{width}d}" for n in range(min(numbers), max(numbers) + 1) if n not in present]
+
+
 def highest_log_number(config):
     """The highest number of any binary log of any timeline on this host (0: none)."""
     numbers = [int(m.group(1)) for _where, paths in timelines(config) for p in paths
@@ -765,13 +790,19 @@ def adopt_copies(config, incoming, stamp):
     names = sorted(n for n in os.listdir(incoming) if STAMP_PATTERN.match(n)) if os.path.isdir(incoming) else []
     if len(names) != 1:
         raise BackupError(f"{incoming} must hold one backup pushed by a backup host; it holds {len(names)}")
+    # What a backup host wrote is owned and moved by root here: a link in it could point anywhere.
+    links = [os.path.join(root, n) for root, dirs, files in os.walk(incoming) for n in dirs + files
+             if os.path.islink(os.path.join(root, n))]
+    if links:
+        raise BackupError(f"the push holds symbolic links, which a backup never has: {', '.join(links[:5])}")
     name, pushed = names[0], os.path.join(incoming, names[0])
     check_sums(pushed)
     target = os.path.join(config["backup_dir"], name)
     if os.path.exists(target):
         shutil.rmtree(pushed)
     else:
-        os.rename(pushed, target)
+        # Another filesystem, maybe: a move, not a rename.
+        shutil.move(pushed, target)
         share_with_group(target, config["group"])
     logs_in = os.path.join(incoming, "binlog")
     if not os.path.exists(os.path.join(logs_in, SUMS)):
@@ -787,7 +818,7 @@ def adopt_copies(config, incoming, stamp):
     timeline = os.path.join(directory, f"before-restore-copies-{stamp}")
     os.makedirs(timeline, mode=0o750)
     for log_name in logs:
-        os.rename(os.path.join(logs_in, log_name), os.path.join(timeline, log_name))
+        shutil.move(os.path.join(logs_in, log_name), os.path.join(timeline, log_name))
     with open(os.path.join(timeline, base + ".index"), "w", encoding="utf-8") as handle:
         handle.writelines(os.path.join(timeline, n) + "\n" for n in logs)
     run(["chown", "-R", "mysql:adm", timeline])
@@ -822,10 +853,19 @@ def restore(config, name, to, incoming=None):
     source, files = None, []
     if replaying:
         # Checked before anything changes: the logs the replay needs are all there.
-        # Pushed logs are the lost host's: this host's own logs may have the same names.
+        # Pushed logs are the lost host's: this host's own logs may have the same names, so they are
+        # never used for a pushed backup.
+        if incoming and copies_timeline is None:
+            raise BackupError(f"the backup host pushed backup {backup['name']} without binary logs: only --to backup "
+                              "restores it (the copies hold no binlog/ to replay)")
         source, files = logs_for(config, backup["binlog"]["file"], copies_timeline if incoming else None)
         if position_match:
             files = logs_up_to(files, position_match.group(1))
+        missing = log_gaps(files)
+        if missing:
+            raise BackupError(f"the binary logs after backup {backup['name']} in {source} lack {', '.join(missing)}: a "
+                              "replay past a missing log would skip its writes. Restore to a position before the "
+                              "first of them, or --to backup")
     datadir = config["datadir"].rstrip("/")
     if os.path.ismount(datadir):
         raise BackupError(f"{datadir} is a mount point: the restore moves the data directory aside whole and cannot; "
@@ -914,10 +954,11 @@ def main(argv=None):
     choose_parser.add_argument("--dir", required=True)
     choose_parser.add_argument("--backup", default="latest")
     choose_parser.add_argument("--to", default="backup")
+    choose_parser.add_argument("--time-zone")
     args = parser.parse_args(argv)
     try:
         if args.command == "choose":
-            target_epoch, target_position, _ = parse_to(args.to)
+            target_epoch, target_position, _ = parse_to(args.to, args.time_zone)
             chosen = choose_backup(good_backups({"backup_dir": args.dir}, COPY_CHECKED), args.backup, target_epoch,
                                    target_position)
             json.dump({k: v for k, v in chosen.items() if k != "path"}, sys.stdout)
