@@ -231,3 +231,31 @@ def test_pushed_logs_become_a_timeline_of_their_own(tmp_path, monkeypatch):
     assert timeline_dir == str(tmp_path / "log" / "before-restore-copies-20261203T000000Z")
     assert backup.logs_for(config, "mariadb-bin.000004", only=timeline_dir)[1] == [
         f"{timeline_dir}/mariadb-bin.000004", f"{timeline_dir}/mariadb-bin.000005"]
+
+
+def copies(directory, source_id, *finished):
+    """A backup host's copies of one source incarnation: checked backups finished at `finished` (s)."""
+    directory.mkdir()
+    (directory / "SOURCE_ID").write_text(source_id + "\n")
+    for epoch in finished:
+        name = f"2026120{epoch // 1000}T000000Z"
+        (directory / name).mkdir()
+        (directory / name / "backup.json").write_text(
+            f'{{"name": "{name}", "finished_epoch": {epoch}, "finished": "t{epoch}", "verified": true}}')
+        (directory / name / ".copy-checked").write_text("1\n")
+
+
+def test_a_host_lost_twice_is_restored_from_its_newest_incarnation_not_the_rebuilt_one(tmp_path, capsys):
+    """db lost once (its copies set aside), rebuilt, run for a while, lost again: the push takes the
+    newest copies of any earlier incarnation, and never the rebuilt host's own (its empty database)."""
+    copies(tmp_path / "db.replaced-20261101T000000Z", "first", 1000, 2000)
+    copies(tmp_path / "db", "second", 3000, 4000)
+    dirs = ["--dir", str(tmp_path / "db"), "--dir", str(tmp_path / "db.replaced-20261101T000000Z")]
+    # Lost again, before the new host's first pull: db/ still holds the second incarnation's copies.
+    assert backup.main(["choose", *dirs, "--not-source-id", "third"]) == 0
+    out = capsys.readouterr().out
+    assert '"name": "20261204T000000Z"' in out and f'"dir": "{tmp_path / "db"}"' in out
+    # After it: db/ is the rebuilt host's own, left out.
+    assert backup.main(["choose", *dirs, "--not-source-id", "second"]) == 0
+    out = capsys.readouterr().out
+    assert '"name": "20261202T000000Z"' in out and "replaced-20261101T000000Z" in out

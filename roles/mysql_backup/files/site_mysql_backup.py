@@ -25,10 +25,12 @@ Commands (each prints one JSON object on stdout; messages go to stderr, so to th
              [--incoming DIR]    first take a backup and binary logs a backup host pushed into DIR
                                  (restore.yml -e restore_from=...: a lost host rebuilt): the
                                  backup joins the others, the logs become a timeline of their own
-    choose --dir DIR [--backup NAME|latest] [--to ...] [--time-zone ZONE]
-                                 which checked copy of a backup host's DIR a restore would take
-                                 (run on the backup host; no settings file needed); a time in --to
-                                 is read in ZONE (the database host's, an IANA name), else locally
+    choose --dir DIR [--dir DIR ...] [--not-source-id ID] [--backup NAME|latest] [--to ...]
+           [--time-zone ZONE]    which checked copy in a backup host's DIRs a restore would take,
+                                 leaving out a DIR whose SOURCE_ID is ID (the rebuilt host's own);
+                                 prints its manifest and its "dir" (run on the backup host; no
+                                 settings file needed); a time in --to is read in ZONE (the
+                                 database host's, an IANA name), else locally
 
 Exit status: 0 done, 1 a check failed (stale backup), 2 the command failed (BackupError).
 """
@@ -61,6 +63,8 @@ SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
 SHIPPED = "SHIPPED_AT"
 # A backup host's mark on a copy it checked against its SHA256SUMS (role backup_server).
 COPY_CHECKED = ".copy-checked"
+# The identity of a backup directory (made once by the mysql_backup role): a rebuilt host has a new one.
+SOURCE_ID = "SOURCE_ID"
 
 
 class BackupError(Exception):
@@ -263,6 +267,24 @@ def good_backups(config, marker=None):
         if manifest.get("verified"):
             manifest["path"] = path
             found.append(manifest)
+    return sorted(found, key=lambda b: b["finished_epoch"])
+
+
+def copies_in(directories, not_source_id=None):
+    """The checked copies (good_backups with the backup host's COPY_CHECKED mark) of several
+    directories of a backup host, oldest first: a source's and those it set aside when the host was
+    rebuilt (<source>.replaced-<UTC>). A directory whose SOURCE_ID is not_source_id holds the backups
+    of the host as it is now (a rebuilt host's, of its empty database): left out."""
+    found = []
+    for directory in directories:
+        try:
+            with open(os.path.join(directory, SOURCE_ID), encoding="utf-8") as handle:
+                source_id = handle.read().strip()
+        except OSError:
+            source_id = None
+        if not_source_id and source_id == not_source_id:
+            continue
+        found += good_backups({"backup_dir": directory}, COPY_CHECKED)
     return sorted(found, key=lambda b: b["finished_epoch"])
 
 
@@ -951,7 +973,8 @@ def main(argv=None):
     restore_parser.add_argument("--to", default="backup")
     restore_parser.add_argument("--incoming")
     choose_parser = commands.add_parser("choose")
-    choose_parser.add_argument("--dir", required=True)
+    choose_parser.add_argument("--dir", required=True, action="append")
+    choose_parser.add_argument("--not-source-id")
     choose_parser.add_argument("--backup", default="latest")
     choose_parser.add_argument("--to", default="backup")
     choose_parser.add_argument("--time-zone")
@@ -959,9 +982,9 @@ def main(argv=None):
     try:
         if args.command == "choose":
             target_epoch, target_position, _ = parse_to(args.to, args.time_zone)
-            chosen = choose_backup(good_backups({"backup_dir": args.dir}, COPY_CHECKED), args.backup, target_epoch,
-                                   target_position)
-            json.dump({k: v for k, v in chosen.items() if k != "path"}, sys.stdout)
+            chosen = choose_backup(copies_in(args.dir, args.not_source_id), args.backup, target_epoch, target_position)
+            json.dump({**{k: v for k, v in chosen.items() if k != "path"}, "dir": os.path.dirname(chosen["path"])},
+                      sys.stdout)
             print()
             return 0
         config = load_config(args.config)
