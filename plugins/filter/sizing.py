@@ -547,6 +547,23 @@ def _sources(addresses):
             for n in ipaddress.collapse_addresses(n for n in networks if n.version == version)]
 
 
+def _admin(plan, g):
+    """The admin networks and paths the whole site enforces: (networks, paths). networks: the union of
+    the balancers' haproxy_admin_networks (the haproxy role's default without a balancer), as the
+    smallest list of CIDR networks (str); paths: the first balancer's haproxy_admin_paths (the role's
+    default without one). The balancers enforce them, and again the web hosts' Apache (apache_admin_*)
+    and firewall (the app's ports)."""
+    networks = []
+    for lb in g["loadbalancers"] or [None]:
+        found = (plan.var(lb, "haproxy", "haproxy_admin_networks") if lb else
+                 (plan.defaults.get("haproxy") or {}).get("haproxy_admin_networks"))
+        networks.extend(found or [])
+    first = (g["loadbalancers"] or [None])[0]
+    paths = (plan.var(first, "haproxy", "haproxy_admin_paths") if first else
+             (plan.defaults.get("haproxy") or {}).get("haproxy_admin_paths"))
+    return _sources(networks), [str(p) for p in paths or []]
+
+
 def _firewall(plan, hosts, g, backups=None):
     """Each host's firewall rules: {host: [{port, proto, service, sources}]}, sources a list of CIDR
     networks (str; [] admits nobody) or None for anyone. The ports are the plan's (hosts[h]["ports"]):
@@ -559,11 +576,7 @@ def _firewall(plan, hosts, g, backups=None):
     A host in several groups gets each of its ports once. SSH and the operator's own rules are the
     role's (firewall_ssh_networks, firewall_extra_rules)."""
     balancers = [hosts[h]["address"] for h in g["loadbalancers"]]
-    admin = []
-    for lb in g["loadbalancers"] or [None]:
-        networks = (plan.var(lb, "haproxy", "haproxy_admin_networks") if lb else
-                    (plan.defaults.get("haproxy") or {}).get("haproxy_admin_networks"))
-        admin.extend(networks or [])
+    admin = _admin(plan, g)[0]
     web = [hosts[h]["address"] for h in g["webservers"]]
     who = {"apache_listen_port": ("Apache: the balancers and the admin networks", _sources(balancers + admin)),
            "nginx_static_port": ("nginx (static files): the balancers and the admin networks",
@@ -926,6 +939,7 @@ def site_plan(hostvars, groups, defaults=None, peak_concurrency=None):
     balancer = {"hosts": list(g["loadbalancers"]), "app_port": min(app_ports, default=None), "app_check_path": None,
                 "app_server_weight": server_settings.get("haproxy_app_server_weight", {}).get(balancer_host, 100),
                 "max_request_body_mb": body_mb,
+                "admin_networks": _admin(plan, g)[0], "admin_paths": _admin(plan, g)[1],
                 "http_port": None, "stats_port": None, "runtime_api_socket": None,
                 "backends": {"app": "app", "app_failopen": "app_failopen", "static": "static",
                              "static_failopen": "static_failopen"},

@@ -4,8 +4,8 @@ import re
 import time
 
 import pytest
-from helpers import (BACKENDS, DB, DOMAIN, LB, SOCKET, WEB, api, forget_facts, get, lab_image_only, other_host, playbook,
-                     recap, server_limits, stat_rows)
+from helpers import (BACKENDS, DB, DOMAIN, LB, SOCKET, WEB, api, forget_facts, get, http_get, lab_image_only,
+                     other_host, playbook, recap, server_limits, stat_rows)
 
 testinfra_hosts = [LB]
 
@@ -56,6 +56,26 @@ def test_direct_vhost_reaches_exactly_that_host(host, web):
         status, headers, _ = get(host, "/healthz", vhost=f"{web}.direct.{DOMAIN}")
         assert status == 200
         assert headers["x-served-by"] == web
+
+
+def test_a_web_host_judges_the_client_its_balancer_names(host, request):
+    """Apache enforces the admin networks again behind the balancer (roles/apache apache_admin_*): a
+    request from the balancer whose X-Forwarded-For names a client outside them (what a balancer that
+    let one through would send) gets 403 on the direct vhost and /readyz; the balancer's own request
+    (no X-Forwarded-For: its checks) and one naming an admin client answer."""
+    web = other_host(WEB[0], request.config.option.ansible_inventory)
+    url = "http://" + web.check_output("hostname -I").split()[0]
+
+    def status(path, vhost, client=None):
+        extra = f"-H 'X-Forwarded-For: {client}'" if client else ""
+        return http_get(host, path, vhost=vhost, url=url, extra=extra)[0]
+
+    direct = f"{WEB[0]}.direct.{DOMAIN}"
+    assert status("/healthz", direct, "203.0.113.9") == 403
+    assert status("/readyz", DOMAIN, "203.0.113.9") == 403
+    assert status("/", DOMAIN, "203.0.113.9") == 200
+    assert status("/healthz", direct) == 200
+    assert status("/readyz", DOMAIN, "127.0.0.1") == 200
 
 
 def test_drained_host_gets_no_traffic_but_answers_directly(host):

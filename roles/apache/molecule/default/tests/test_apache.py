@@ -11,7 +11,7 @@ import testinfra.utils.ansible_runner
 import yaml
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[5] / "molecule" / "resources" / "tests"))
-from scenario import container_limits, hostvars, recap, run_playbook  # noqa: E402
+from scenario import container_limits, hostvars, other_host, recap, run_playbook  # noqa: E402
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts(
     "webservers"
@@ -206,6 +206,36 @@ def test_direct_vhost_answers_on_the_host_address(host, facts):
     status, headers, _ = curl(host, "/healthz", address=address)
     assert status == 200
     assert headers["x-served-by"] == ["apache-web1"]
+
+
+# One request from another host, its path sent as it is (no client normalises /x/../readyz): the status.
+_STATUS = (
+    "import http.client, sys\n"
+    "c = http.client.HTTPConnection(sys.argv[1], 80, timeout=20)\n"
+    "c.request('GET', sys.argv[2], headers={'Host': sys.argv[3]})\n"
+    "print(c.getresponse().status)\n"
+)
+
+
+def test_the_direct_vhost_and_the_admin_paths_refuse_clients_outside_the_admin_networks(host, domain, facts):
+    """Apache refuses them itself (the balancers do it first, and the firewall admits only the balancers
+    and the admin networks; it is off in this scenario): from the data host, outside the admin networks
+    (127.0.0.0/8 here), the direct vhost, by name or by address, and /readyz and /metrics however
+    spelled get 403, the site's other pages their answer. From the host itself, they answer."""
+    data = other_host("apache-data")
+    address = facts["ansible_default_ipv4"]["address"]
+
+    def status(path, vhost):
+        return int(data.check_output("python3 -c %s %s %s %s", _STATUS, address, path, vhost))
+
+    assert status("/healthz", f"apache-web1.direct.{domain}") == 403
+    assert status("/healthz", address) == 403
+    for path in ("/readyz", "/metrics", "/metrics/", "/x/../readyz", "/%72eadyz", "//metrics"):
+        assert status(path, domain) == 403, path
+    assert status("/healthz", domain) == 200
+    assert status("/", domain) == 200
+    assert curl(host, "/healthz", host_header=f"apache-web1.direct.{domain}")[0] == 200
+    assert curl(host, "/metrics", host_header=domain)[0] == 200
 
 
 @pytest.mark.parametrize("vhost", ["site", "direct"])
