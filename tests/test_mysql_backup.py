@@ -259,3 +259,16 @@ def test_a_host_lost_twice_is_restored_from_its_newest_incarnation_not_the_rebui
     assert backup.main(["choose", *dirs, "--not-source-id", "second"]) == 0
     out = capsys.readouterr().out
     assert '"name": "20261202T000000Z"' in out and "replaced-20261101T000000Z" in out
+
+
+def test_a_timeline_a_restore_set_aside_takes_no_replay_past_that_restore(tmp_path):
+    """The backup after a restore failed, so the newest backup is of the timeline the restore set aside:
+    replaying its logs to their end or past the restore would undo the restore's writes since."""
+    aside = tmp_path / "before-restore-20261202T120000Z"
+    timeline(aside, 1, 2)
+    assert backup.abandoned_problem(str(aside), "b", "end", None) is None  # a failed attempt: no mark
+    (aside / "ABANDONED_AT").write_text("1796299200\n")
+    assert "lose what was written since" in backup.abandoned_problem(str(aside), "b", "end", None)
+    assert backup.abandoned_problem(str(aside), "b", "2026-12-03 13:00:00", 1796299200 + 3600) is not None
+    assert backup.abandoned_problem(str(aside), "b", "2026-12-03 11:00:00", 1796299200 - 3600) is None
+    assert backup.abandoned_problem(str(aside), "b", "mariadb-bin.000002:4", None) is None

@@ -63,6 +63,9 @@ SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
 SHIPPED = "SHIPPED_AT"
 # A backup host's mark on a copy it checked against its SHA256SUMS (role backup_server).
 COPY_CHECKED = ".copy-checked"
+# In a timeline a restore set aside (before-restore-<UTC>/): when that restore was done (Unix s). The
+# timeline's writes stop there: a later moment is in the timeline the restore began.
+ABANDONED = "ABANDONED_AT"
 # The identity of a backup directory (made once by the mysql_backup role): a rebuilt host has a new one.
 SOURCE_ID = "SOURCE_ID"
 
@@ -759,6 +762,26 @@ def log_gaps(files):
     return [f"{base}.{n:0{width}d}" for n in range(min(numbers), max(numbers) + 1) if n not in present]
 
 
+def abandoned_problem(source, backup_name, to, target_epoch):
+    """Why the logs of `source` (a timeline directory) cannot take a restore `to` (its target_epoch for
+    a time), or None. A timeline a completed restore set aside (its ABANDONED_AT) holds the writes up
+    to that restore only: replaying it to its end, or to a later time, would bring back the data as it
+    was before that restore and lose what was written since (the newer timeline's, which a backup
+    taken after the restore holds; that backup is missing when the one after the restore failed)."""
+    try:
+        with open(os.path.join(source, ABANDONED), encoding="utf-8") as handle:
+            abandoned = float(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+    if to != "end" and (target_epoch is None or target_epoch <= abandoned):
+        return None
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(abandoned))
+    return (f"backup {backup_name}'s binary logs ({source}) stop at a restore done at {when}: replaying them to "
+            f"{'their end' if to == 'end' else to} would bring back the data as it was before that restore and lose "
+            f"what was written since. Restore to a time before {when} or to a position in them, or restore a backup "
+            "taken after that restore (take one now: site-mysql-backup run)")
+
+
 def highest_log_number(config):
     """The highest number of any binary log of any timeline on this host (0: none)."""
     numbers = [int(m.group(1)) for _where, paths in timelines(config) for p in paths
@@ -883,6 +906,9 @@ def restore(config, name, to, incoming=None):
         source, files = logs_for(config, backup["binlog"]["file"], copies_timeline if incoming else None)
         if position_match:
             files = logs_up_to(files, position_match.group(1))
+        problem = abandoned_problem(source, backup["name"], to, target_epoch)
+        if problem:
+            raise BackupError(problem)
         missing = log_gaps(files)
         if missing:
             raise BackupError(f"the binary logs after backup {backup['name']} in {source} lack {', '.join(missing)}: a "
@@ -922,6 +948,11 @@ def restore(config, name, to, incoming=None):
                              target_position[1] if target_position else None)
         run(["systemctl", "stop", config["service"]])
         start_service(config)
+        if binlog_aside:
+            # Done: the set-aside timeline's writes now stop here (a failed attempt leaves no mark, so
+            # running the same restore again still replays from it).
+            with open(os.path.join(binlog_aside, ABANDONED), "w", encoding="utf-8") as handle:
+                handle.write(f"{time.time():.0f}\n")
     except (BackupError, OSError) as error:
         subprocess.run(["systemctl", "stop", config["service"]], check=False)  # noqa: S603
         live_dir = os.path.dirname(config["binlog_basename"])
