@@ -272,3 +272,40 @@ def test_a_timeline_a_restore_set_aside_takes_no_replay_past_that_restore(tmp_pa
     assert backup.abandoned_problem(str(aside), "b", "2026-12-03 13:00:00", 1796299200 + 3600) is not None
     assert backup.abandoned_problem(str(aside), "b", "2026-12-03 11:00:00", 1796299200 - 3600) is None
     assert backup.abandoned_problem(str(aside), "b", "mariadb-bin.000002:4", None) is None
+
+
+def test_a_completed_restore_marks_every_timeline_it_left_and_only_those(tmp_path):
+    """A restore retried after a failed attempt set aside two timelines (the real one and the attempt's):
+    on success both get ABANDONED_AT; a timeline marked by an earlier restore keeps its own time."""
+    timeline(tmp_path / "before-restore-20261201T000000Z", 1, 2)
+    (tmp_path / "before-restore-20261201T000000Z" / "ABANDONED_AT").write_text("1000\n")
+    timeline(tmp_path / "before-restore-20261202T000000Z", 3, 4)
+    timeline(tmp_path / "before-restore-20261202T000500Z", 5)
+    timeline(tmp_path / "before-restore-copies-20261202T000000Z", 1, 2)
+    timeline(tmp_path, 6)
+    backup.mark_abandoned({"binlog_basename": str(tmp_path / "mariadb-bin")}, now=5000)
+    marks = {p.parent.name: p.read_text().strip() for p in tmp_path.glob("*/ABANDONED_AT")}
+    assert marks == {"before-restore-20261201T000000Z": "1000", "before-restore-20261202T000000Z": "5000",
+                     "before-restore-20261202T000500Z": "5000", "before-restore-copies-20261202T000000Z": "5000"}
+    assert not (tmp_path / "ABANDONED_AT").exists()
+
+
+def test_a_restore_time_in_the_database_hosts_offset():
+    utc = backup.parse_target("2026-12-03 12:00:00", "UTC")
+    assert backup.parse_target("2026-12-03 12:00:00", "+0100") == utc - 3600
+    assert backup.parse_target("2026-12-03 12:00:00", "-0530") == utc + 5.5 * 3600
+
+
+def test_a_copy_cut_short_is_replaced_by_the_next_push(tmp_path, monkeypatch):
+    """An earlier adoption left a copy of the same name that fails its sums: the new push replaces it."""
+    monkeypatch.setattr(backup, "run", lambda argv, **kwargs: None)
+    monkeypatch.setattr(backup, "share_with_group", lambda path, group: None)
+    config = adopt_config(tmp_path)
+    broken = tmp_path / "backups" / "20261202T000000Z"
+    broken.mkdir()
+    (broken / "SHA256SUMS").write_text("0" * 64 + "  ibdata1\n")
+    pushed(tmp_path / "incoming")
+    assert backup.adopt_copies(config, str(tmp_path / "incoming"), "20261203T000000Z")[0] == "20261202T000000Z"
+    assert (broken / "ibdata1").read_bytes() == b"data"
+    backup.check_sums(str(broken))
+    assert not list((tmp_path / "backups").glob(".partial-*"))

@@ -92,7 +92,8 @@ def test_a_deploy_limited_to_web_hosts_is_refused_before_the_migrations_lose_the
     rc, out = run_playbook(tmp_path, LIMITED, "deploy.yml", "--limit", "@web.retry")
     assert rc == 2 and "leaves out db" in out, out
     for extra in (["--limit", "web1,db"], ["--limit", "web1", "-e", "mysql_backup_enabled=false"],
-                  ["--limit", "@deploy.retry"], ["--limit", f"@{tmp_path / 'deploy.retry'}"]):
+                  ["--limit", "@deploy.retry"], ["--limit", f"@{tmp_path / 'deploy.retry'}"],
+                  ["--limit", "web1:@deploy.retry"], ["--limit", "web1, @deploy.retry"]):
         rc, out = run_playbook(tmp_path, LIMITED, "deploy.yml", *extra)
         assert rc != 0 and "leaves out db" not in out and "UNREACHABLE" in out, out
 

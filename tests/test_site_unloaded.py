@@ -99,3 +99,21 @@ def test_a_unit_systemd_has_not_re_read_says_so(service):
     state["daemon_reload"] = True
     result = unloaded.unloaded("x.service", {"restart": [str(old(tmp / "a.conf"))]})
     assert (result["action"], result["daemon_reload"]) == ("none", True)
+
+
+def test_children_are_found_without_the_kernels_children_files(monkeypatch):
+    """A kernel without CONFIG_PROC_CHILDREN: the children come from each process's parent."""
+    real_open = open
+
+    def no_children_files(path, *args, **kwargs):
+        if str(path).endswith("/children"):
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        monkeypatch.setattr(unloaded, "open", no_children_files, raising=False)
+        assert child.pid in unloaded.children(os.getpid())
+    finally:
+        child.kill()
+        child.wait()

@@ -46,8 +46,9 @@ def started(pid):
 
 
 def children(pid):
-    """The pids of pid's children (every thread's children file, proc(5))."""
-    found = []
+    """The pids of pid's children: every thread's children file (proc(5)), or, on a kernel without
+    them (CONFIG_PROC_CHILDREN), the processes whose parent (field 4 of /proc/<pid>/stat) is pid."""
+    found, readable = [], False
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -56,8 +57,19 @@ def children(pid):
         try:
             with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as kids:
                 found += [int(kid) for kid in kids.read().split()]
+                readable = True
         except OSError:
             continue
+    if readable:
+        return found
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
     return found
 
 

@@ -625,8 +625,9 @@ POSITION_PATTERN = re.compile(r"^([A-Za-z0-9_.-]+\.\d+):(\d+)$")
 
 
 def parse_target(text, time_zone=None):
-    """A point in time 'YYYY-MM-DD HH:MM:SS' as epoch s: in time_zone (an IANA name, e.g. Europe/Paris:
-    the database host's, when another host chooses for it) or in this host's local time. Raises
+    """A point in time 'YYYY-MM-DD HH:MM:SS' as epoch s: in time_zone (an IANA name, e.g. Europe/Paris,
+    or a UTC offset +HHMM: the database host's, when another host chooses for it) or in this host's
+    local time. Raises
     BackupError on a malformed time or an unknown zone."""
     try:
         moment = datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
@@ -638,6 +639,12 @@ def parse_target(text, time_zone=None):
     if time_zone in ("UTC", "Etc/UTC"):
         # Known without the zone files (a host without tzdata).
         return moment.replace(tzinfo=datetime.timezone.utc).timestamp()
+    offset = re.fullmatch(r"([+-])(\d{2})(\d{2})", time_zone)
+    if offset:
+        # The database host's offset at that moment (date -d TIME +%z there): no zone files needed.
+        sign = 1 if offset.group(1) == "+" else -1
+        delta = datetime.timedelta(hours=int(offset.group(2)), minutes=int(offset.group(3)))
+        return moment.replace(tzinfo=datetime.timezone(sign * delta)).timestamp()
     try:
         return moment.replace(tzinfo=zoneinfo.ZoneInfo(time_zone)).timestamp()
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
@@ -782,6 +789,17 @@ def abandoned_problem(source, backup_name, to, target_epoch):
             "taken after that restore (take one now: site-mysql-backup run)")
 
 
+def mark_abandoned(config, now=None):
+    """After a restore succeeded: every timeline set aside without an ABANDONED_AT yet (this restore's,
+    those of its failed attempts, and the pushed copies it replayed) gets one, now (Unix s): their
+    writes stop here. A failed attempt marks nothing, so the same restore can run again from them."""
+    now = time.time() if now is None else now
+    for where, _paths in timelines(config):
+        if os.path.basename(where).startswith("before-restore-") and not os.path.exists(os.path.join(where, ABANDONED)):
+            with open(os.path.join(where, ABANDONED), "w", encoding="utf-8") as handle:
+                handle.write(f"{now:.0f}\n")
+
+
 def highest_log_number(config):
     """The highest number of any binary log of any timeline on this host (0: none)."""
     numbers = [int(m.group(1)) for _where, paths in timelines(config) for p in paths
@@ -844,11 +862,22 @@ def adopt_copies(config, incoming, stamp):
     check_sums(pushed)
     target = os.path.join(config["backup_dir"], name)
     if os.path.exists(target):
+        try:
+            check_sums(target)
+        except BackupError:
+            # A copy of that name that fails its sums (an adoption cut short): the pushed one replaces it.
+            shutil.rmtree(target)
+    if os.path.exists(target):
         shutil.rmtree(pushed)
     else:
-        # Another filesystem, maybe: a move, not a rename.
-        shutil.move(pushed, target)
-        share_with_group(target, config["group"])
+        # Maybe another filesystem: copied beside the backups as a .partial-* (which the next backup run
+        # removes if this one is cut short), then renamed whole.
+        partial = os.path.join(config["backup_dir"], f".partial-pushed-{name}")
+        if os.path.exists(partial):
+            shutil.rmtree(partial)
+        shutil.move(pushed, partial)
+        share_with_group(partial, config["group"])
+        os.rename(partial, target)
     logs_in = os.path.join(incoming, "binlog")
     if not os.path.exists(os.path.join(logs_in, SUMS)):
         return name, None
@@ -948,11 +977,7 @@ def restore(config, name, to, incoming=None):
                              target_position[1] if target_position else None)
         run(["systemctl", "stop", config["service"]])
         start_service(config)
-        if binlog_aside:
-            # Done: the set-aside timeline's writes now stop here (a failed attempt leaves no mark, so
-            # running the same restore again still replays from it).
-            with open(os.path.join(binlog_aside, ABANDONED), "w", encoding="utf-8") as handle:
-                handle.write(f"{time.time():.0f}\n")
+        mark_abandoned(config)
     except (BackupError, OSError) as error:
         subprocess.run(["systemctl", "stop", config["service"]], check=False)  # noqa: S603
         live_dir = os.path.dirname(config["binlog_basename"])
